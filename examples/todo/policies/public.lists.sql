@@ -1,0 +1,16 @@
+alter table public.lists enable row level security;
+
+grant select, insert, update, delete on public.lists to authenticated;
+
+create policy lists_select on public.lists for select to authenticated
+  using (public.is_list_member(id));
+
+create policy lists_insert on public.lists for insert to authenticated
+  with check (owner_id = auth.uid());
+
+create policy lists_update on public.lists for update to authenticated
+  using (owner_id = auth.uid())
+  with check (owner_id = auth.uid());
+
+create policy lists_delete on public.lists for delete to authenticated
+  using (owner_id = auth.uid());

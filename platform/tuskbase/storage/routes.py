@@ -1,0 +1,5 @@
+"""HTTP surface of the storage service (see DESIGN.md); nothing is served here yet."""
+
+from typing import Any
+
+ROUTES: list[Any] = []
