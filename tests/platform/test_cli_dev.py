@@ -1,0 +1,140 @@
+"""`tuskbase dev` as a new user runs it: embedded Postgres, migrations, API, worker; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import TODO_APP, free_port
+
+READY_WITHIN = 30.0
+
+
+@pytest.fixture
+def workdir():
+    folder = Path(tempfile.mkdtemp(prefix="tuskbase-dev-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def dev_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSKBASE_")}
+    env.update({"TUSKBASE_DATA_DIR": str(workdir / ".tuskbase"), "TUSKBASE_APP_DIR": str(TODO_APP),
+                "TUSKBASE_PORT": str(free_port()), "TUSKBASE_DB_PORT": str(free_port())}, **extra)
+    return env
+
+
+def tuskbase(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tuskbase.cli", *args], env=env, cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_ready(env: dict[str, str], process: subprocess.Popen[str]) -> float:
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{env['TUSKBASE_PORT']}/ready"
+    while time.monotonic() - started < READY_WITHIN:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"/ready did not answer 200 within {READY_WITHIN}s")
+
+
+def interrupt(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    return out
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_dev_starts_everything_and_keeps_data_across_runs(workdir):
+    env = dev_env(workdir)
+    db_url = f"postgresql://postgres@127.0.0.1:{env['TUSKBASE_DB_PORT']}/tuskbase"
+
+    first = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, first)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("show wal_level").fetchone()[0] == "logical"
+        conn.execute("insert into lists (owner_id, title) values (gen_random_uuid(), 'kept')")
+    out = interrupt(first)
+    assert first.returncode == 0, out
+    assert "anon key:" in out and "service_role key:" in out
+    assert f"http://127.0.0.1:{env['TUSKBASE_PORT']}" in out
+    assert not port_open(int(env["TUSKBASE_DB_PORT"])), "Ctrl-C left the embedded Postgres running"
+    assert not port_open(int(env["TUSKBASE_PORT"])), "Ctrl-C left the API running"
+
+    second = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, second)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select title from lists").fetchall() == [("kept",)]
+    out = interrupt(second)
+    assert "schema is current" in out
+
+
+def run_to_end(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    process = tuskbase(*args, env=env, cwd=cwd)
+    out, _ = process.communicate(timeout=60)
+    return process.returncode, out.strip()
+
+
+def test_bad_setting_is_one_line(workdir):
+    code, out = run_to_end("dev", env=dev_env(workdir, TUSKBASE_PORT="abc"), cwd=workdir)
+    assert code == 1
+    assert out == "tuskbase: error: TUSKBASE_PORT must be a whole number, got 'abc'"
+
+
+def test_taken_database_port_is_one_line(workdir):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, out = run_to_end("migrate", env=dev_env(workdir, TUSKBASE_DB_PORT=str(port)), cwd=workdir)
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        f"tuskbase: error: port 127.0.0.1:{port} is taken; set TUSKBASE_DB_PORT to a free port"
+    )
+
+
+def test_unreachable_external_database_is_one_line(workdir):
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
+    code, out = run_to_end("dev", env=dev_env(workdir, TUSKBASE_DATABASE_URL=url), cwd=workdir)
+    assert code == 1
+    last = out.splitlines()[-1]
+    assert last.startswith("tuskbase: error: cannot reach the database at postgresql://postgres@127.0.0.1:")
+    assert "nothing" in last
+
+
+def test_external_database_without_logical_wal_is_reported(capsys):
+    """The machine's own Postgres (5432) runs with wal_level=replica: `tuskbase` must say sync needs logical."""
+    url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            wal_level = conn.execute("show wal_level").fetchone()[0]
+    except psycopg.OperationalError:
+        pytest.skip("no Postgres on 127.0.0.1:5432")
+    if wal_level == "logical":
+        pytest.skip("the Postgres on 5432 already has wal_level=logical")
+    from tuskbase.cli import check_database
+    from tuskbase.config import Settings
+
+    check_database(Settings(database_url=url))
+    assert f"warning: wal_level is {wal_level!r}" in capsys.readouterr().out
