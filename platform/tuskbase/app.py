@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.pool = await db.create_pool(settings)
 
     async def close_pool(app: Litestar) -> None:
-        await app.state.pool.close()
+        pool = app.state.get("pool")
+        if pool is not None:
+            await pool.close()
 
     handlers: list[Any] = [health, ready, metrics]
     startup: list[Any] = [open_pool]
