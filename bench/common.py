@@ -61,9 +61,13 @@ def api_env(url: str, port: int, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def serve(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        yield from _until_stopped(process, log, command, base)
+
+
+def _until_stopped(process: subprocess.Popen[bytes], log, command: list[str], base: str) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -88,7 +92,7 @@ def serve(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
 
 def granian_command(port: int, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "tuskbase.app:asgi_factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-ws",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
             "--log-level", "warning"]
 
 

@@ -90,7 +90,7 @@ def server_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "tuskbase.app:asgi_factory",
         "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers),
-        "--no-ws", "--log-level", "warning",
+        "--log-level", "warning",
     ]
 
 
