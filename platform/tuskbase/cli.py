@@ -125,25 +125,34 @@ def wait_ready(settings: Settings, children: list[subprocess.Popen[bytes]]) -> N
     raise CommandError(f"the API did not answer {url} within {READY_TIMEOUT:.0f}s")
 
 
-def supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    """Block until Ctrl-C / SIGTERM or a child dies, then stop every child."""
-    stopping = False
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived; `finally` blocks stop what was started."""
+
+
+def stop_on_signals() -> None:
+    """From now on, SIGINT and SIGTERM stop the command cleanly, whatever it is doing.
+
+    Set explicitly because a process started in the background by a shell inherits SIGINT ignored.
+    """
 
     def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        raise StopRequested
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    status = 0
-    while not stopping:
-        for child in children:
-            if child.poll() is not None:
-                say(f"{' '.join(map(str, child.args[:4]))} exited with status {child.returncode}; stopping")
-                status, stopping = 1, True
-        time.sleep(0.2)
-    stop_children(children)
-    return status
+
+
+def supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    """Block until Ctrl-C / SIGTERM (0) or until a child dies (1)."""
+    try:
+        while True:
+            for child in children:
+                if child.poll() is not None:
+                    say(f"{' '.join(map(str, child.args[:4]))} exited with status {child.returncode}; stopping")
+                    return 1
+            time.sleep(0.2)
+    except StopRequested:
+        return 0
 
 
 def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
@@ -174,6 +183,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
     started = time.monotonic()
+    stop_on_signals()
     server = start_embedded(settings) if settings.embedded else None
     if server is None:
         say(f"using the database at {_redact(db.admin_url(settings))} (TUSKBASE_DATABASE_URL)")
@@ -301,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             policies.PolicyError) as error:
         print(f"tuskbase: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):
         return 130
 
 

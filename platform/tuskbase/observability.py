@@ -92,3 +92,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # Client libraries log every request at INFO; that is noise in a server log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
