@@ -1,6 +1,6 @@
 """The API application: `create_app()` wires settings, the database pool and every service's routes.
 
-Each service package exposes, in its `routes.py`, `ROUTES` (Litestar handlers or routers) and optionally
+Each service package exposes, in its `routes.py` (and `routes_<part>.py` for a large service), `ROUTES` (Litestar handlers or routers) and optionally
 `STARTUP` / `SHUTDOWN` (async callables taking the app). The list below is the table of contents of the API.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 from typing import Any
 
 from litestar import Litestar, MediaType, Response, get
@@ -50,7 +51,13 @@ async def metrics() -> bytes:
 
 
 def _service_modules() -> list[Any]:
-    return [importlib.import_module(f"tuskbase.{name}.routes") for name in SERVICES]
+    """`routes.py` of every service, plus its `routes_<part>.py` modules (e.g. sync's routes_live.py)."""
+    modules = []
+    for name in SERVICES:
+        package = importlib.import_module(f"tuskbase.{name}")
+        parts = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("routes"))
+        modules.extend(importlib.import_module(f"tuskbase.{name}.{part}") for part in parts)
+    return modules
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
