@@ -1,7 +1,8 @@
 """The API application: `create_app()` wires settings, the database pool and every service's routes.
 
-Each service package exposes, in its `routes.py` (and `routes_<part>.py` for a large service), `ROUTES` (Litestar handlers or routers) and optionally
-`STARTUP` / `SHUTDOWN` (async callables taking the app). The list below is the table of contents of the API.
+Each service package exposes, in its `routes.py` (and `routes_<part>.py` for a large service), `ROUTES`
+(Litestar handlers or routers) and optionally `STARTUP` / `SHUTDOWN` (async callables taking the app).
+SERVICES below is the table of contents of the API.
 """
 
 from __future__ import annotations
