@@ -138,3 +138,15 @@ def test_external_database_without_logical_wal_is_reported(capsys):
 
     check_database(Settings(database_url=url))
     assert f"warning: wal_level is {wal_level!r}" in capsys.readouterr().out
+
+
+def test_dev_on_an_external_database(workdir, database):
+    """With TUSKBASE_DATABASE_URL, `dev` starts no embedded server and serves that database."""
+    env = dev_env(workdir, TUSKBASE_DATABASE_URL=database)
+    process = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, process)
+    out = interrupt(process)
+    assert process.returncode == 0, out
+    assert "using the database at postgresql://postgres@127.0.0.1:" in out
+    assert "starting the embedded Postgres" not in out
+    assert not (workdir / ".tuskbase" / "pgdata").exists()
