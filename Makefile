@@ -20,12 +20,18 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 
 install: $(STAMP)
 
+# The WatermelonDB client the sync tests drive headless in Node (npm registry; lock file committed).
+WATERMELON_NODE := tests/watermelon/node
+$(WATERMELON_NODE)/node_modules/.installed: $(WATERMELON_NODE)/package.json $(WATERMELON_NODE)/package-lock.json
+	cd $(WATERMELON_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## run: the whole stack on the embedded Postgres, serving the example todo app
 run: $(STAMP)
 	TUSKBASE_APP_DIR=$${TUSKBASE_APP_DIR:-$(APP)} $(BIN)/tuskbase dev
 
 ## test: the whole suite
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(WATERMELON_NODE)/node_modules/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
