@@ -57,6 +57,15 @@ class Settings:
     jwt_issuer: str = _doc("`iss` claim of the tokens the API signs.", default="tuskbase")
     jwt_exp: int = _doc("Lifetime of access tokens in seconds.", default=3600)
 
+    # --- rest ------------------------------------------------------------------------------------------
+    rest_schemas: str = _doc("Schemas exposed at /rest/v1, comma-separated; the first is the default.",
+                             default="public")
+    rest_max_rows: int = _doc("Most rows one REST read returns (0: no limit).", default=1000)
+    rest_compress_min_bytes: int = _doc("REST bodies at least this large are compressed when asked.",
+                                        default=1024)
+    rest_batch_max: int = _doc("Most sub-requests in one POST /rest/v1/batch.", default=50)
+    rest_plan_cache_size: int = _doc("Parsed REST requests kept per API process.", default=2048)
+
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
 
@@ -78,6 +87,11 @@ class Settings:
         _check(
             not self.jwt_secret or len(self.jwt_secret) >= 32, "JWT_SECRET", "must be at least 32 characters"
         )
+        _check(bool(self.rest_schema_list), "REST_SCHEMAS", "must name at least one schema")
+        _check(self.rest_max_rows >= 0, "REST_MAX_ROWS", "must be >= 0")
+        _check(self.rest_compress_min_bytes >= 0, "REST_COMPRESS_MIN_BYTES", "must be >= 0")
+        _check(1 <= self.rest_batch_max <= 1000, "REST_BATCH_MAX", "must be from 1 to 1000")
+        _check(self.rest_plan_cache_size >= 16, "REST_PLAN_CACHE_SIZE", "must be at least 16")
         if self.database_url:
             scheme = urlsplit(self.database_url).scheme
             _check(scheme in ("postgres", "postgresql"), "DATABASE_URL", "must be a postgresql:// URL")
@@ -86,6 +100,10 @@ class Settings:
             _check(scheme in ("amqp", "amqps"), "BROKER_URL", "must be empty (Postgres broker) or amqp://")
         if self.app_dir is not None:
             _check(self.app_dir.is_dir(), "APP_DIR", f"folder {self.app_dir} does not exist")
+
+    @property
+    def rest_schema_list(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.rest_schemas.split(",") if name.strip())
 
     @property
     def embedded(self) -> bool:

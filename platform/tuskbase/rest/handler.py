@@ -1,0 +1,374 @@
+"""The REST pipeline, as one raw ASGI callable mounted at /rest/v1: parse -> plan -> query -> run -> respond.
+
+The hot path (a read seen before) is: verify the token through the claims cache, find the compiled
+statement by (method, path, query string, negotiation headers), run it in the request transaction, frame
+the bytes Postgres rendered. Parsing, planning and SQL rendering happen once per distinct URL and schema
+version. Each stage's time goes into `Server-Timing` on the first (uncached) answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from tuskbase import db
+from tuskbase.rest import errors, openapi, parse, plan, query, respond
+from tuskbase.rest.errors import ApiError
+from tuskbase.rest.respond import JSON, Answer
+from tuskbase.schema import SchemaHolder
+from tuskbase.tokens import ClaimsCache, TokenError
+
+log = logging.getLogger("tuskbase.rest")
+READ_METHODS = ("GET", "HEAD")
+WRITE_METHODS = ("POST", "PATCH", "DELETE")
+
+
+@dataclass(slots=True)
+class Compiled:
+    """A read ready to run: everything that depends only on the URL and negotiation headers."""
+
+    statement: query.Statement
+    readonly: bool
+    single: bool  # application/vnd.pgrst.object+json
+    csv: bool
+    offset: int
+    counted: bool
+    applied: bytes | None
+    object_result: bool  # an RPC returning one composite or scalar value: the body is not an array
+    void: bool
+    timing: bytes
+
+
+class RestService:
+    def __init__(self, settings: Any, pool: asyncpg.Pool, holder: SchemaHolder, claims: ClaimsCache) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.holder = holder
+        self.claims = claims
+        self.schemas = settings.rest_schema_list
+        self.max_body = settings.max_body_bytes
+        self.compress_min = settings.rest_compress_min_bytes
+        self.plans: dict[tuple[Any, ...], Compiled] = {}
+        self.plan_limit = settings.rest_plan_cache_size
+        holder.listeners.append(lambda _cache: self.plans.clear())
+
+    # --- ASGI ----------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
+        method = scope["method"]
+        try:
+            answer = await self.answer(scope, receive, method, headers)
+        except ApiError as err:
+            answer = respond.error(err)
+        except Exception:  # a bug must still answer in the wire format, and be logged
+            log.exception("REST request failed: %s %s", method, scope.get("path"))
+            answer = respond.error(ApiError(500, "PGRST000", "Internal error"))
+        status, out, body = respond.finish(answer, method, headers, self.compress_min)
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope: dict[str, Any], receive: Any, method: str, headers: dict[bytes, bytes]) -> Answer:
+        path = scope["path"].strip("/")
+        if method == "OPTIONS":
+            return self.preflight(headers)
+        authenticated = b"authorization" in headers
+        try:
+            apikey = headers.get(b"apikey")
+            authorization = headers.get(b"authorization")
+            claims, claims_json = self.claims.from_headers(apikey and apikey.decode("latin-1"),
+                                                           authorization and authorization.decode("latin-1"))
+        except TokenError as error:
+            code = errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID
+            raise ApiError(401, code, str(error), None, None,
+                           [(b"www-authenticate", b'Bearer error="invalid_token"')]) from None
+        if method in READ_METHODS and path and not path.startswith("persisted/"):
+            key = (method, path, scope["query_string"], headers.get(b"accept"), headers.get(b"prefer"),
+                   headers.get(b"accept-profile"), headers.get(b"range"))
+            compiled = self.plans.get(key)
+            if compiled is None:
+                compiled = self.compile_read(method, path, scope["query_string"], headers)
+                if len(self.plans) >= self.plan_limit:
+                    self.plans.clear()
+                self.plans[key] = compiled
+            return await self.run_read(compiled, claims, claims_json, authenticated)
+        if not path:
+            if method not in READ_METHODS:
+                raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
+            return self.openapi(headers)
+        if path == "batch" and method == "POST":
+            from tuskbase.rest import batch
+
+            return await batch.run(self, claims, claims_json, authenticated, await self.body(receive, headers))
+        if path.startswith("persisted/"):
+            from tuskbase.rest import persisted
+
+            return await persisted.run(self, method, path.removeprefix("persisted/"), headers, claims,
+                                       claims_json, authenticated, receive)
+        if method not in WRITE_METHODS and method != "PUT":
+            raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
+        body = await self.body(receive, headers)
+        return await self.write(method, path, scope["query_string"], headers, body, claims, claims_json,
+                                authenticated)
+
+    def preflight(self, headers: dict[bytes, bytes]) -> Answer:
+        return Answer(200, b"", [
+            (b"access-control-allow-origin", b"*"),
+            (b"access-control-allow-methods", b"GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD"),
+            (b"access-control-allow-headers", headers.get(b"access-control-request-headers", b"*")),
+            (b"access-control-max-age", b"86400"),
+        ])
+
+    async def body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes:
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise self.too_large()
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, errors.INVALID_BODY, "The client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise self.too_large()
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def too_large(self) -> ApiError:
+        return ApiError(413, errors.INVALID_BODY, "Payload Too Large",
+                        f"The request body is larger than the limit of {self.max_body} bytes")
+
+    # --- negotiation ---------------------------------------------------------------------------------------
+
+    def schema_of(self, headers: dict[bytes, bytes], write: bool) -> str:
+        raw = headers.get(b"content-profile" if write else b"accept-profile")
+        if raw is None:
+            return self.schemas[0]
+        schema = raw.decode("latin-1").strip()
+        if schema not in self.schemas:
+            raise ApiError(406, errors.INVALID_SCHEMA, "Invalid schema: " + schema,
+                           None, "Only the following schemas are exposed: " + ", ".join(self.schemas))
+        return schema
+
+    @staticmethod
+    def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+        value = headers.get(name)
+        return value.decode("latin-1") if value is not None else None
+
+    def parse(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], write: bool
+              ) -> parse.ApiRequest:
+        schema = self.schema_of(headers, write)
+        is_rpc = path.startswith("rpc/")
+        target = path[4:] if is_rpc else path
+        if not target or "/" in target:
+            raise ApiError(404, errors.NO_TABLE, f"Could not find the path /{path}")
+        try:
+            query_text = query_string.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.parse_error("The query string is not UTF-8") from None
+        return parse.parse_request(method, schema, target, is_rpc, query_text, self._header(headers, b"prefer"),
+                                   self._header(headers, b"accept"), self._header(headers, b"range"))
+
+    # --- reads ---------------------------------------------------------------------------------------------
+
+    def compile_read(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> Compiled:
+        started = time.perf_counter()
+        request = self.parse(method, path, query_string, headers, write=False)
+        if request.accept == "openapi":
+            raise ApiError(406, "PGRST107", "The OpenAPI document is served at the root of /rest/v1")
+        parsed = time.perf_counter()
+        planner = plan.Planner(self.holder.cache, self.settings.rest_max_rows)
+        counted = request.prefer.count is not None
+        applied = [p for p in request.prefer.applied if p.startswith("count=")]
+        if request.is_rpc:
+            rpc_plan = planner.rpc(request, None)
+            planned = time.perf_counter()
+            statement = query.rpc(rpc_plan, method, counted, request.strip_nulls)
+            fn = rpc_plan.function
+            object_result = rpc_plan.node is None or not fn.returns_set
+            void = fn.returns_void
+        else:
+            table = planner.table(request.schema, request.target)
+            node = planner.read_node(request, table, request.select)
+            planned = time.perf_counter()
+            statement = query.read(node, counted, request.strip_nulls)
+            object_result = void = False
+        rendered = time.perf_counter()
+        timing = (f"parse;dur={(parsed - started) * 1000:.2f}, plan;dur={(planned - parsed) * 1000:.2f}, "
+                  f"query;dur={(rendered - planned) * 1000:.2f}").encode()
+        return Compiled(statement, True, request.accept == "single", request.accept == "csv",
+                        request.offset.get((), 0), counted, ", ".join(applied).encode() or None,
+                        object_result, void, timing)
+
+    async def run_read(self, compiled: Compiled, claims: dict[str, Any], claims_json: str,
+                       authenticated: bool) -> Answer:
+        statement = compiled.statement
+        try:
+            async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
+                                              encoded_claims=claims_json) as conn:
+                body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
+        except asyncpg.PostgresError as error:
+            raise errors.from_database(error, authenticated) from None
+        except (asyncpg.InterfaceError, ValueError, TypeError) as error:
+            raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
+        return self.read_answer(compiled, body, rows, total)
+
+    def read_answer(self, compiled: Compiled, body: str | None, rows: int, total: int | None) -> Answer:
+        headers: list[tuple[bytes, bytes]] = [(b"content-type", JSON)]
+        if compiled.void:
+            return Answer(204, b"", headers)
+        if compiled.object_result:
+            return Answer(200, (body or "null").encode(), headers, cacheable=True)
+        if compiled.single:
+            if rows != 1:
+                raise ApiError(406, errors.SINGULAR, "Cannot coerce the result to a single JSON object",
+                               f"The result contains {rows} rows")
+            payload = body[1:-1].strip().encode()
+            headers[0] = (b"content-type", b"application/vnd.pgrst.object+json; charset=utf-8")
+        elif compiled.csv:
+            payload = to_csv(body)
+            headers[0] = (b"content-type", respond.CSV)
+        else:
+            payload = body.encode()
+        offset = compiled.offset
+        status = 200
+        if total is not None:
+            if rows == 0 and offset > 0 and offset >= total:
+                raise ApiError(416, errors.INVALID_RANGE, "Requested range not satisfiable",
+                               f"An offset of {offset} was requested, but there are only {total} rows.")
+            if offset > 0 or offset + rows < total:
+                status = 206
+        headers.append((b"content-range", respond.content_range(offset, rows, total)))
+        if compiled.applied:
+            headers.append((b"preference-applied", compiled.applied))
+        if compiled.timing:
+            headers.append((b"server-timing", compiled.timing))
+        return Answer(status, payload, headers, cacheable=True)
+
+    # --- writes --------------------------------------------------------------------------------------------
+
+    async def write(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], raw: bytes,
+                    claims: dict[str, Any], claims_json: str, authenticated: bool) -> Answer:
+        request = self.parse(method, path, query_string, headers, write=True)
+        planner = plan.Planner(self.holder.cache, 0)
+        body = self.json_body(raw, headers, required=method in ("POST", "PATCH", "PUT") and not request.is_rpc)
+        if request.is_rpc:
+            if method != "POST":
+                raise ApiError(405, errors.INVALID_RPC_METHOD, f"Cannot use the {method} method on RPC")
+            rpc_plan = planner.rpc(request, body)
+            fn = rpc_plan.function
+            compiled = Compiled(query.rpc(rpc_plan, method, request.prefer.count is not None, request.strip_nulls),
+                                fn.volatility in ("i", "s"), request.accept == "single", request.accept == "csv",
+                                request.offset.get((), 0), request.prefer.count is not None, None,
+                                rpc_plan.node is None or not fn.returns_set, fn.returns_void, b"")
+            return await self.run_read(compiled, claims, claims_json, authenticated)
+        if method == "PUT":
+            raise ApiError(405, errors.UNSUPPORTED_METHOD, "PUT is not supported; use POST with "
+                           "Prefer: resolution=merge-duplicates")
+        table = planner.table(request.schema, request.target)
+        node = planner.read_node(request, table, request.select)
+        prefer = request.prefer
+        representation = prefer.return_ == "representation"
+        if method == "POST":
+            rows = body if isinstance(body, list) else [body]
+            if not all(isinstance(row, dict) for row in rows):
+                raise ApiError(400, errors.INVALID_BODY, "All object keys must match",
+                               "The body must be a JSON object or an array of objects")
+            names = list(request.columns) if request.columns else _keys(rows)
+            columns = plan.check_payload_columns(table, names)
+            statement = query.insert(node, columns, json.dumps(rows), request.on_conflict, prefer.resolution,
+                                     representation, request.strip_nulls)
+            status = 201
+        elif method == "PATCH":
+            if not isinstance(body, dict):
+                raise ApiError(400, errors.INVALID_BODY, "The body of a PATCH must be a JSON object")
+            columns = plan.check_payload_columns(table, list(body))
+            if not columns:
+                return Answer(204 if not representation else 200, b"[]" if representation else b"",
+                              [(b"content-type", JSON), (b"content-range", b"*/*")])
+            statement = query.update(node, columns, json.dumps(body), representation, request.strip_nulls)
+            status = 200 if representation else 204
+        else:
+            statement = query.delete(node, representation, request.strip_nulls)
+            status = 200 if representation else 204
+        if method == "POST" and not representation:
+            status = 201
+        try:
+            async with db.request_transaction(self.pool, claims, encoded_claims=claims_json) as conn:
+                if representation:
+                    text, rows_changed, _ = await conn.fetchrow(statement.sql, *statement.params)
+                else:
+                    tag = await conn.execute(statement.sql, *statement.params)
+                    text, rows_changed = None, int(tag.rsplit(" ", 1)[-1])
+                if request.accept == "single" and rows_changed != 1:
+                    raise ApiError(406, errors.SINGULAR, "Cannot coerce the result to a single JSON object",
+                                   f"The result contains {rows_changed} rows")
+        except asyncpg.PostgresError as error:
+            raise errors.from_database(error, authenticated) from None
+        except (asyncpg.InterfaceError, ValueError, TypeError) as error:
+            raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
+        out: list[tuple[bytes, bytes]] = [(b"content-type", JSON)]
+        total = rows_changed if prefer.count else None
+        if method == "POST":
+            out.append((b"content-range", f"*/{'*' if total is None else total}".encode()))
+        else:
+            out.append((b"content-range", respond.content_range(0, rows_changed, total)))
+        applied = [p for p in prefer.applied if not p.startswith("tx=")]
+        if applied:
+            out.append((b"preference-applied", ", ".join(applied).encode()))
+        payload = b""
+        if representation and text is not None:
+            payload = text[1:-1].strip().encode() if request.accept == "single" else text.encode()
+            if request.accept == "single":
+                out[0] = (b"content-type", b"application/vnd.pgrst.object+json; charset=utf-8")
+        return Answer(status, payload, out)
+
+    def json_body(self, raw: bytes, headers: dict[bytes, bytes], required: bool) -> Any:
+        content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if not raw.strip():
+            if required:
+                raise ApiError(400, errors.INVALID_BODY, "Empty or invalid json", "The request body is empty")
+            return None
+        if content_type not in (b"application/json", b"application/vnd.pgrst.object+json", b""):
+            raise ApiError(415, errors.INVALID_CONTENT_TYPE,
+                           "Content-Type not acceptable: " + content_type.decode("latin-1")[:100])
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            raise ApiError(400, errors.INVALID_BODY, "Empty or invalid json", str(error)[:200]) from None
+
+    # --- OpenAPI -------------------------------------------------------------------------------------------
+
+    def openapi(self, headers: dict[bytes, bytes]) -> Answer:
+        schema = self.schema_of(headers, write=False)
+        document = openapi.document(self.holder.cache, schema, self.settings.api_url + "/rest/v1")
+        return Answer(200, document, [(b"content-type", respond.OPENAPI)], cacheable=True)
+
+
+def _keys(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def to_csv(body: str) -> bytes:
+    rows = json.loads(body)
+    out = io.StringIO()
+    if rows:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(rows[0].keys())
+        for row in rows:
+            writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, dict | list) else
+                             str(v).lower() if isinstance(v, bool) else v for v in row.values()])
+    return out.getvalue().encode()

@@ -1,0 +1,292 @@
+"""Stage 3: one SQL statement per request, from a checked plan.
+
+Identifiers come from the schema cache and go through `quote_ident`; every value from the request is a
+bound parameter (text, cast in SQL to the column's type as the catalog spells it). Postgres renders the
+JSON body: each read returns one row `(body text, rows bigint, total bigint | null)`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tuskbase.rest.errors import ApiError, parse_error
+from tuskbase.rest.parse import FTS_OPERATORS, Field, Filter, Logic
+from tuskbase.rest.plan import Embed, Node, Output, RpcPlan
+from tuskbase.schema import Column, Function, Table, quote_ident
+
+COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "isdistinct": "is distinct from",
+               "cs": "@>", "cd": "<@", "ov": "&&", "sl": "<<", "sr": ">>", "nxl": "&>", "nxr": "&<", "adj": "-|-"}
+PATTERNS = {"like": "like", "ilike": "ilike", "match": "~", "imatch": "~*"}
+FTS_FUNCTIONS = {"fts": "to_tsquery", "plfts": "plainto_tsquery", "phfts": "phraseto_tsquery",
+                 "wfts": "websearch_to_tsquery"}
+IS_SQL = {"null": "is null", "not_null": "is not null", "true": "is true", "false": "is false",
+          "unknown": "is unknown"}
+
+
+@dataclass(slots=True)
+class Statement:
+    sql: str
+    params: list[Any]
+
+
+class Sql:
+    """Collects bound parameters while a statement is rendered."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    # --- expressions -------------------------------------------------------------------------------------
+
+    def field(self, alias: str, column: Column, field: Field) -> tuple[str, str]:
+        """SQL of a column (with its JSON path) and the type its values are cast to."""
+        expr = f"{quote_ident(alias)}.{quote_ident(column.name)}"
+        kind = column.type
+        for operator, key in field.json_path:
+            if key.lstrip("-").isdigit() and len(key) < 10:
+                expr = f"{expr}{operator}{int(key)}"
+            else:
+                expr = f"{expr}{operator}{self.bind(key)}::text"
+            kind = "text" if operator == "->>" else column.type
+        return expr, kind
+
+    def condition(self, node: Node, filter_: Filter) -> str:
+        expr, kind = self.field(node.alias, node.column(filter_.field), filter_.field)
+        operator, value = filter_.operator, filter_.value
+        if operator == "is":
+            sql = f"{expr} {IS_SQL[str(value).lower()]}"
+        elif operator == "in":
+            if kind.endswith("[]"):
+                raise parse_error("in. is not supported on array columns; use cs. or ov.")
+            sql = f"{expr} = any({self.bind(list(value))}::text[]::{kind}[])"
+        elif operator in FTS_OPERATORS:
+            language = f"{self.bind(filter_.language)}::regconfig, " if filter_.language else ""
+            sql = f"{expr} @@ {FTS_FUNCTIONS[operator]}({language}{self.bind(value)}::text)"
+        elif operator in PATTERNS:
+            text = str(value).replace("*", "%") if operator in ("like", "ilike") else str(value)
+            if filter_.quantifier:
+                sql = f"{expr}::text {PATTERNS[operator]} {filter_.quantifier}({self.bind(text)}::text::text[])"
+            else:
+                sql = f"{expr}::text {PATTERNS[operator]} {self.bind(text)}::text"
+        else:
+            sql_operator = COMPARISONS[operator]
+            if filter_.quantifier:
+                array_kind = kind if kind.endswith("[]") else kind + "[]"
+                sql = f"{expr} {sql_operator} {filter_.quantifier}({self.bind(value)}::text::{array_kind})"
+            else:
+                sql = f"{expr} {sql_operator} {self.bind(value)}::text::{kind}"
+        return f"not ({sql})" if filter_.negate else sql
+
+    def logic(self, node: Node, tree: Logic) -> str:
+        parts = [self.logic(node, c) if isinstance(c, Logic) else self.condition(node, c) for c in tree.children]
+        joined = f" {tree.operator} ".join(f"({p})" for p in parts) or ("true" if tree.operator == "and" else "false")
+        return f"not ({joined})" if tree.negate else f"({joined})"
+
+    def conditions(self, node: Node) -> list[str]:
+        found = [self.condition(node, f) for f in node.filters]
+        found.extend(self.logic(node, tree) for tree in node.logic)
+        for embed in node.outputs:
+            if isinstance(embed, Embed) and embed.inner:
+                found.append(self.exists(node, embed))
+        for embed, filter_ in node.embed_filters:
+            present = str(filter_.value).lower() == "not_null"
+            if filter_.negate:
+                present = not present
+            found.append(self.exists(node, embed) if present else f"not {self.exists(node, embed)}")
+        return found
+
+    def where(self, node: Node, extra: list[str] | None = None) -> str:
+        found = [*(extra or []), *self.conditions(node)]
+        return " where " + " and ".join(found) if found else ""
+
+    def order_limit(self, node: Node) -> str:
+        sql = ""
+        if node.order:
+            terms = []
+            for term in node.order:
+                expr, _ = self.field(node.alias, node.column(term.field), term.field)
+                terms.append(expr + (" desc" if term.descending else " asc")
+                             + (f" nulls {term.nulls}" if term.nulls else ""))
+            sql += " order by " + ", ".join(terms)
+        if node.limit is not None:
+            sql += f" limit {self.bind(node.limit)}"
+        if node.offset:
+            sql += f" offset {self.bind(node.offset)}"
+        return sql
+
+    def outputs(self, node: Node) -> str:
+        columns = []
+        for output in node.outputs:
+            if isinstance(output, Output):
+                expr, _ = self.field(node.alias, output.column, output.field)
+                if output.cast:
+                    expr = f"cast({expr} as {_type_name(output.cast)})"
+                columns.append(f"{expr} as {quote_ident(output.name)}")
+            elif output.spread:
+                for inner in output.node.outputs:
+                    if isinstance(inner, Output):
+                        expr, _ = self.field(output.node.alias, inner.column, inner.field)
+                        if inner.cast:
+                            expr = f"cast({expr} as {_type_name(inner.cast)})"
+                        sub = self._from_join(node, output) + self.where(output.node, [self.join(node, output)])
+                        columns.append(f"(select {expr}{sub}) as {quote_ident(inner.name)}")
+            else:
+                columns.append(f"{self.embed(node, output)} as {quote_ident(output.name)}")
+        return ", ".join(columns)
+
+    # --- embedding ----------------------------------------------------------------------------------------
+
+    def join(self, parent: Node, embed: Embed) -> str:
+        child, fk = embed.node, embed.fk
+        p, c = quote_ident(parent.alias), quote_ident(child.alias)
+        if embed.junction is not None:
+            junction, fk_in, fk_out = embed.junction
+            j = quote_ident(child.alias + "_j")
+            on_child = " and ".join(f"{j}.{quote_ident(a)} = {c}.{quote_ident(b)}"
+                                    for a, b in zip(fk_out.columns, fk_out.ref_columns, strict=True))
+            on_parent = " and ".join(f"{j}.{quote_ident(a)} = {p}.{quote_ident(b)}"
+                                     for a, b in zip(fk_in.columns, fk_in.ref_columns, strict=True))
+            return f"exists (select 1 from {junction.qualified} as {j} where {on_child} and {on_parent})"
+        if embed.to_one:
+            pairs = zip(fk.ref_columns, fk.columns, strict=True)
+        else:
+            pairs = zip(fk.columns, fk.ref_columns, strict=True)
+        return " and ".join(f"{c}.{quote_ident(a)} = {p}.{quote_ident(b)}" for a, b in pairs)
+
+    def _from_join(self, parent: Node, embed: Embed) -> str:
+        return f" from {embed.node.table.qualified} as {quote_ident(embed.node.alias)}"
+
+    def exists(self, parent: Node, embed: Embed) -> str:
+        return f"exists (select 1{self._from_join(parent, embed)}{self.where(embed.node, [self.join(parent, embed)])})"
+
+    def embed(self, parent: Node, embed: Embed) -> str:
+        child = embed.node
+        inner = (f"select {self.outputs(child)}{self._from_join(parent, embed)}"
+                 f"{self.where(child, [self.join(parent, embed)])}{self.order_limit(child)}")
+        if embed.to_one:
+            return f"(select row_to_json(_e) from ({inner}) as _e)"
+        return f"coalesce((select json_agg(_e) from ({inner}) as _e), '[]'::json)"
+
+
+def _type_name(cast: str) -> str:
+    if cast.endswith("[]"):
+        return quote_ident(cast[:-2].strip()) + "[]"
+    return quote_ident(cast.strip())
+
+
+def _aggregate(strip_nulls: bool) -> str:
+    body = "coalesce(json_agg(_r), '[]'::json)"
+    if strip_nulls:
+        body = f"json_strip_nulls({body})"
+    return body + "::text"
+
+
+# --- statements ---------------------------------------------------------------------------------------------
+
+
+def read(node: Node, count: bool, strip_nulls: bool = False) -> Statement:
+    sql = Sql()
+    relation = f"{node.table.qualified} as {quote_ident(node.alias)}"
+    where = sql.where(node)
+    inner = f"select {sql.outputs(node)} from {relation}{where}{sql.order_limit(node)}"
+    total = f"(select count(*) from {relation}{where})" if count else "null::bigint"
+    return Statement(f"select {_aggregate(strip_nulls)}, count(_r.*), {total} from ({inner}) as _r", sql.params)
+
+
+def _returning(sql: Sql, node: Node, write: str, strip_nulls: bool) -> str:
+    alias = quote_ident(node.alias)
+    return (f"with _w as ({write} returning {alias}.*) "
+            f"select {_aggregate(strip_nulls)}, count(_r.*), null::bigint from "
+            f"(select {sql.outputs(node)} from _w as {alias}) as _r")
+
+
+def insert(node: Node, columns: list[Column], rows_json: str, on_conflict: tuple[str, ...] | None,
+           resolution: str | None, returning: bool, strip_nulls: bool = False) -> Statement:
+    sql = Sql()
+    table = node.table
+    alias = quote_ident(node.alias)
+    names = ", ".join(quote_ident(c.name) for c in columns)
+    source = f"json_populate_recordset(null::{table.qualified}, {sql.bind(rows_json)}::json) as _p"
+    write = f"insert into {table.qualified} as {alias} ({names}) select {names} from {source}"
+    if resolution is not None:
+        target = on_conflict or table.pk
+        if not target:
+            raise ApiError(400, "PGRST204", f"Table '{table.name}' has no primary key; use on_conflict=")
+        conflict = ", ".join(quote_ident(c) for c in target)
+        if resolution == "ignore-duplicates" or not columns:
+            write += f" on conflict ({conflict}) do nothing"
+        else:
+            updates = ", ".join(f"{quote_ident(c.name)} = excluded.{quote_ident(c.name)}" for c in columns)
+            write += f" on conflict ({conflict}) do update set {updates}"
+    if not returning:
+        return Statement(write, sql.params)
+    return Statement(_returning(sql, node, write, strip_nulls), sql.params)
+
+
+def update(node: Node, columns: list[Column], row_json: str, returning: bool, strip_nulls: bool = False
+           ) -> Statement:
+    sql = Sql()
+    table, alias = node.table, quote_ident(node.alias)
+    values = sql.bind(row_json)
+    sets = ", ".join(f"{quote_ident(c.name)} = _p.{quote_ident(c.name)}" for c in columns)
+    write = (f"update {table.qualified} as {alias} set {sets} "
+             f"from (select * from json_populate_record(null::{table.qualified}, {values}::json)) as _p"
+             f"{sql.where(node)}")
+    if not returning:
+        return Statement(write, sql.params)
+    return Statement(_returning(sql, node, write, strip_nulls), sql.params)
+
+
+def delete(node: Node, returning: bool, strip_nulls: bool = False) -> Statement:
+    sql = Sql()
+    write = f"delete from {node.table.qualified} as {quote_ident(node.alias)}{sql.where(node)}"
+    if not returning:
+        return Statement(write, sql.params)
+    return Statement(_returning(sql, node, write, strip_nulls), sql.params)
+
+
+def rpc(plan: RpcPlan, method: str, count: bool, strip_nulls: bool = False) -> Statement:
+    sql = Sql()
+    function = plan.function
+    call, source = _call(sql, function, plan.args, method)
+    name = f"{quote_ident(function.schema)}.{quote_ident(function.name)}"
+    if plan.node is not None:
+        node = plan.node
+        relation = f"{source}lateral {name}({call}) as {quote_ident(node.alias)}"
+        where = sql.where(node)
+        inner = f"select {sql.outputs(node)} from {relation}{where}{sql.order_limit(node)}"
+        total = f"(select count(*) from {relation}{where})" if count else "null::bigint"
+        return Statement(f"select {_aggregate(strip_nulls)}, count(_r.*), {total} from ({inner}) as _r",
+                         sql.params)
+    from_clause = f" from {source.rstrip(', ')}" if source else ""
+    if function.returns_set:
+        relation = f"{source}lateral {name}({call}) as _v"
+        return Statement(f"select coalesce(json_agg(_v), '[]'::json)::text, count(*), null::bigint from {relation}",
+                         sql.params)
+    return Statement(f"select to_json({name}({call}))::text, 1::bigint, null::bigint{from_clause}", sql.params)
+
+
+def _call(sql: Sql, function: Function, args: dict[str, Any], method: str) -> tuple[str, str]:
+    """(argument list, FROM items ending in ', ' or '') of a call with named arguments."""
+    if "" in args:  # one unnamed json argument: the whole body
+        kind = function.args[0].type
+        return f"{sql.bind(json.dumps(args['']))}::text::{kind}", ""
+    types = {a.name: a.type for a in function.args}
+    if not args:
+        return "", ""
+    if method in ("GET", "HEAD"):
+        call = ", ".join(f"{quote_ident(k)} => {sql.bind(str(v))}::text::{types[k]}" for k, v in args.items())
+        return call, ""
+    definition = ", ".join(f"{quote_ident(k)} {types[k]}" for k in args)
+    source = f"json_to_record({sql.bind(json.dumps(args))}::json) as _a({definition}), "
+    call = ", ".join(f"{quote_ident(k)} => _a.{quote_ident(k)}" for k in args)
+    return call, source
+
+
+def table_columns(table: Table) -> list[str]:
+    return list(table.columns)
