@@ -57,6 +57,59 @@ class Settings:
     jwt_issuer: str = _doc("`iss` claim of the tokens the API signs.", default="tuskbase")
     jwt_exp: int = _doc("Lifetime of access tokens in seconds.", default=3600)
 
+    # --- auth ------------------------------------------------------------------------------------------
+    jwt_algorithm: str = _doc(
+        "Algorithm of the tokens the API signs: `HS256` (shared secret) or `ES256` (key pair, public key at "
+        "/auth/v1/.well-known/jwks.json). HS256 tokens stay accepted under ES256 (legacy keys).",
+        default="HS256",
+    )
+    jwt_private_key: str = _doc(
+        "ES256 private key: PEM text or the path of a PEM file; empty: generated once into data_dir.", default=""
+    )
+    auth_site_url: str = _doc("Where mail links and OAuth sign-ins land by default; empty: the public URL.", default="")
+    auth_redirect_urls: str = _doc(
+        "Comma-separated allow list of `redirect_to` URLs (`*` matches within a path segment, `**` across).",
+        default="",
+    )
+    auth_signup_enabled: bool = _doc("Allow new users to sign up (admins can always create users).", default=True)
+    auth_anonymous_enabled: bool = _doc("Allow anonymous sign-in (`POST /auth/v1/signup` with no email).",
+                                        default=False)
+    auth_email_autoconfirm: bool = _doc(
+        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first).", default=False
+    )
+    auth_password_min_length: int = _doc("Shortest password accepted.", default=8)
+    auth_password_required_characters: str = _doc(
+        "Character classes a password must contain, comma-separated among lower, upper, digits, symbols.",
+        default="",
+    )
+    auth_refresh_reuse_interval: int = _doc(
+        "Seconds a rotated refresh token may still be used (concurrent refreshes); later reuse revokes the "
+        "whole session.",
+        default=10,
+    )
+    auth_otp_exp: int = _doc("Lifetime of mailed one-time codes and links, in seconds.", default=3600)
+    auth_otp_length: int = _doc("Digits of mailed one-time codes.", default=6)
+    auth_rate_limit_window: int = _doc("Window of the credential-endpoint rate limits, in seconds.", default=300)
+    auth_rate_limit_per_ip: int = _doc("Credential requests allowed per client IP per window.", default=100)
+    auth_rate_limit_per_identifier: int = _doc(
+        "Credential requests allowed per email, phone or refresh-token session per window.", default=30
+    )
+    auth_client_ip_header: str = _doc(
+        "Header holding the client IP when behind a proxy (e.g. `x-forwarded-for`, first entry); empty: peer.",
+        default="",
+    )
+    auth_oidc_providers: str = _doc(
+        'OAuth/OIDC providers as JSON: {"name": {"issuer": ..., "client_id": ..., "client_secret": ..., '
+        '"scopes": "openid email profile"}}; any OIDC issuer with discovery.',
+        default="",
+    )
+    smtp_url: str = _doc(
+        "Mail server, smtp://user:password@host:port (`?starttls=true`) or smtps://; empty: mails are printed "
+        "to the console and kept in auth.mail_outbox.",
+        default="",
+    )
+    smtp_sender: str = _doc("From address of the mails auth sends.", default="Tuskbase <noreply@localhost>")
+
     # --- rest ------------------------------------------------------------------------------------------
     rest_schemas: str = _doc("Schemas exposed at /rest/v1, comma-separated; the first is the default.",
                              default="public")
@@ -65,6 +118,20 @@ class Settings:
                                         default=1024)
     rest_batch_max: int = _doc("Most sub-requests in one POST /rest/v1/batch.", default=50)
     rest_plan_cache_size: int = _doc("Parsed REST requests kept per API process.", default=2048)
+
+    # --- sync ------------------------------------------------------------------------------------------
+    sync_slot: str = _doc("Logical replication slot of the feed; empty: `tuskbase_sync_<database>`.", default="")
+    sync_feed_batch: int = _doc("Changes the feed reads from the slot per batch (whole transactions).",
+                                default=10000)
+    sync_feed_poll_ms: int = _doc("How often an idle feed leader checks the WAL for new commits, in ms.", default=5)
+    sync_feed_standby_ms: int = _doc("How often a standby feed consumer tries to become leader, in ms.",
+                                     default=1000)
+    sync_retention_hours: int = _doc(
+        "Hours of change log (and idle client state) kept; an older cursor is answered `reset`.", default=168
+    )
+    sync_pull_limit_default: int = _doc("Records per pull when the client gives no limit.", default=1000)
+    sync_pull_limit_max: int = _doc("Most records one pull may return.", default=10000)
+    sync_push_max_rows: int = _doc("Most rows one push may carry.", default=5000)
 
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
@@ -82,11 +149,40 @@ class Settings:
         _check(self.log_format in ("text", "json"), "LOG_FORMAT", "must be `text` or `json`")
         _check(self.workers >= 1, "WORKERS", "must be at least 1")
         _check(1 <= self.db_pool_min <= self.db_pool_max, "DB_POOL_MIN", "must be >= 1 and <= DB_POOL_MAX")
+        _check(self.sync_feed_batch >= 1, "SYNC_FEED_BATCH", "must be at least 1")
+        _check(self.sync_feed_poll_ms >= 1, "SYNC_FEED_POLL_MS", "must be at least 1")
+        _check(self.sync_feed_standby_ms >= 10, "SYNC_FEED_STANDBY_MS", "must be at least 10")
+        _check(self.sync_retention_hours >= 1, "SYNC_RETENTION_HOURS", "must be at least 1")
+        _check(1 <= self.sync_pull_limit_default <= self.sync_pull_limit_max, "SYNC_PULL_LIMIT_DEFAULT",
+               "must be >= 1 and <= SYNC_PULL_LIMIT_MAX")
+        _check(self.sync_push_max_rows >= 1, "SYNC_PUSH_MAX_ROWS", "must be at least 1")
+        _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
+                                      and len(self.sync_slot) <= 63),
+               "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")
         _check(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "must be at least 1024")
         _check(self.jwt_exp >= 60, "JWT_EXP", "must be at least 60 seconds")
         _check(
             not self.jwt_secret or len(self.jwt_secret) >= 32, "JWT_SECRET", "must be at least 32 characters"
         )
+        _check(self.jwt_algorithm in ("HS256", "ES256"), "JWT_ALGORITHM", "must be `HS256` or `ES256`")
+        _check(self.auth_password_min_length >= 6, "AUTH_PASSWORD_MIN_LENGTH", "must be at least 6")
+        _check(
+            set(filter(None, self.auth_password_required_characters.replace(" ", "").split(",")))
+            <= {"lower", "upper", "digits", "symbols"},
+            "AUTH_PASSWORD_REQUIRED_CHARACTERS", "must list some of lower, upper, digits, symbols",
+        )
+        _check(self.auth_refresh_reuse_interval >= 0, "AUTH_REFRESH_REUSE_INTERVAL", "must be >= 0")
+        _check(self.auth_otp_exp >= 60, "AUTH_OTP_EXP", "must be at least 60 seconds")
+        _check(6 <= self.auth_otp_length <= 10, "AUTH_OTP_LENGTH", "must be from 6 to 10")
+        _check(self.auth_rate_limit_window >= 1, "AUTH_RATE_LIMIT_WINDOW", "must be at least 1 second")
+        _check(self.auth_rate_limit_per_ip >= 1, "AUTH_RATE_LIMIT_PER_IP", "must be at least 1")
+        _check(self.auth_rate_limit_per_identifier >= 1, "AUTH_RATE_LIMIT_PER_IDENTIFIER", "must be at least 1")
+        if self.smtp_url:
+            scheme = urlsplit(self.smtp_url).scheme
+            _check(scheme in ("smtp", "smtps"), "SMTP_URL", "must be an smtp:// or smtps:// URL")
+        if self.auth_oidc_providers:
+            _check(_oidc_providers_ok(self.auth_oidc_providers), "AUTH_OIDC_PROVIDERS",
+                   'must be JSON {"name": {"issuer": URL, "client_id": ..., "client_secret": ...}}')
         _check(bool(self.rest_schema_list), "REST_SCHEMAS", "must name at least one schema")
         _check(self.rest_max_rows >= 0, "REST_MAX_ROWS", "must be >= 0")
         _check(self.rest_compress_min_bytes >= 0, "REST_COMPRESS_MIN_BYTES", "must be >= 0")
@@ -121,6 +217,20 @@ class Settings:
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise SettingsError(f"{PREFIX}{name} {message}")
+
+
+def _oidc_providers_ok(raw: str) -> bool:
+    import json
+
+    try:
+        providers = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(providers, dict) and all(
+        isinstance(name, str) and name.isidentifier() and isinstance(conf, dict)
+        and all(isinstance(conf.get(key), str) and conf[key] for key in ("issuer", "client_id", "client_secret"))
+        for name, conf in providers.items()
+    )
 
 
 def _convert(name: str, raw: str, kind: typing.Any) -> typing.Any:

@@ -1,20 +1,26 @@
 """JWT signing and verification shared by every service, and the project's generated secrets.
 
-The API signs with HS256 and the shared secret (Supabase's legacy keys). Verification accepts only the
-algorithms configured, never `none`, and requires `exp` and `role`: a token without a role would
-otherwise run a request as the login role.
+The API signs with HS256 and the shared secret (Supabase's legacy keys) by default, or with ES256 and a
+key pair whose public half is published as a JWKS. Verification picks the key from the algorithm named in
+the token's header and accepts only HS256 (with the secret) and, when configured, ES256 (with the public
+key): never `none`, never an HMAC keyed with the public key. It requires `exp` and `role`: a token without
+a role would otherwise run a request as the login role.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tuskbase.config import Settings
 
@@ -47,6 +53,40 @@ def authenticator_password(settings: Settings) -> str:
     return settings.authenticator_password or read_or_create_secret(settings.data_dir / "authenticator_password")
 
 
+def es256_private_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
+    """The ES256 key: from the setting (PEM text or file), else generated once into data_dir (0600)."""
+    raw = settings.jwt_private_key.strip()
+    if raw and not raw.startswith("-----BEGIN"):
+        raw = Path(raw).read_text()
+    if not raw:
+        path = settings.data_dir / "jwt_es256.pem"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            path.touch(mode=0o600)
+            path.write_bytes(pem)
+        raw = path.read_text()
+    key = serialization.load_pem_private_key(raw.encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise TokenError("the ES256 key must be a P-256 private key")
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    """The public key as a JWK, its `kid` the RFC 7638 thumbprint (stable for the key)."""
+    numbers = key.public_numbers()
+    jwk = {"crv": "P-256", "kty": "EC", "x": _b64(numbers.x.to_bytes(32, "big")),
+           "y": _b64(numbers.y.to_bytes(32, "big"))}
+    thumbprint = _b64(hashlib.sha256(json.dumps(jwk, separators=(",", ":"), sort_keys=True).encode()).digest())
+    return {**jwk, "kid": thumbprint[:16], "alg": "ES256", "use": "sig", "key_ops": ["verify"]}
+
+
 @dataclass(frozen=True)
 class Signer:
     """Signs and verifies the project's tokens."""
@@ -54,20 +94,55 @@ class Signer:
     secret: str
     issuer: str
     algorithms: tuple[str, ...] = ("HS256",)
+    private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
+        if settings.jwt_algorithm == "ES256":
+            return cls(secret=jwt_secret(settings), issuer=settings.jwt_issuer, algorithms=("ES256", "HS256"),
+                       private_key=es256_private_key(settings))
         return cls(secret=jwt_secret(settings), issuer=settings.jwt_issuer)
 
+    @property
+    def algorithm(self) -> str:
+        """The algorithm new tokens are signed with."""
+        return "ES256" if self.private_key is not None else "HS256"
+
+    @property
+    def jwk(self) -> dict[str, Any] | None:
+        return public_jwk(self.private_key.public_key()) if self.private_key is not None else None
+
+    def jwks(self) -> dict[str, Any]:
+        """The public keys clients may verify tokens with (none for HS256: the secret is not public)."""
+        jwk = self.jwk
+        return {"keys": [jwk] if jwk else []}
+
     def sign(self, claims: dict[str, Any]) -> str:
+        if self.private_key is not None:
+            return jwt.encode(claims, self.private_key, algorithm="ES256", headers={"kid": self._kid})
         return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    @property
+    def _kid(self) -> str:
+        cached = self.__dict__.get("_kid_value")
+        if cached is None:
+            cached = self.jwk["kid"]  # type: ignore[index]
+            object.__setattr__(self, "_kid_value", cached)
+        return cached
 
     def verify(self, token: str) -> dict[str, Any]:
         try:
+            alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError as error:
+            raise TokenError(f"invalid token: {error}") from None
+        if alg not in self.algorithms:
+            raise TokenError(f"invalid token: algorithm {alg!r} is not allowed")
+        key: Any = self.secret if alg == "HS256" else self.private_key.public_key()  # type: ignore[union-attr]
+        try:
             claims = jwt.decode(
                 token,
-                self.secret,
-                algorithms=list(self.algorithms),
+                key,
+                algorithms=[alg],
                 options={"require": ["exp", "role"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:

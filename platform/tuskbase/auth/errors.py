@@ -1,0 +1,86 @@
+"""Client-facing errors of the auth service, in the wire format the Supabase Auth clients parse.
+
+Error codes are the ones Supabase Auth uses (`invalid_credentials`, `weak_password`, ...), so that client
+code branching on `error.code` keeps working. The body shape depends on `X-Supabase-Api-Version`: from
+2024-01-01 on it is `{code, message}`; older clients get `{code: <status>, error_code, msg}`. Both carry
+the `x-sb-error-code` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+
+API_VERSION = "2024-01-01"
+API_VERSION_HEADER = "x-supabase-api-version"
+
+# Every code the service answers with, in one place.
+ANONYMOUS_PROVIDER_DISABLED = "anonymous_provider_disabled"
+BAD_CODE_VERIFIER = "bad_code_verifier"
+BAD_JSON = "bad_json"
+BAD_JWT = "bad_jwt"
+BAD_OAUTH_CALLBACK = "bad_oauth_callback"
+BAD_OAUTH_STATE = "bad_oauth_state"
+EMAIL_ADDRESS_INVALID = "email_address_invalid"
+EMAIL_EXISTS = "email_exists"
+EMAIL_NOT_CONFIRMED = "email_not_confirmed"
+EMAIL_PROVIDER_DISABLED = "email_provider_disabled"
+FLOW_STATE_EXPIRED = "flow_state_expired"
+FLOW_STATE_NOT_FOUND = "flow_state_not_found"
+INVALID_CREDENTIALS = "invalid_credentials"
+NO_AUTHORIZATION = "no_authorization"
+NOT_ADMIN = "not_admin"
+OTP_EXPIRED = "otp_expired"
+OVER_REQUEST_RATE_LIMIT = "over_request_rate_limit"
+PHONE_PROVIDER_DISABLED = "phone_provider_disabled"
+PROVIDER_DISABLED = "provider_disabled"
+REFRESH_TOKEN_ALREADY_USED = "refresh_token_already_used"
+REFRESH_TOKEN_NOT_FOUND = "refresh_token_not_found"
+SAME_PASSWORD = "same_password"
+SESSION_NOT_FOUND = "session_not_found"
+SIGNUP_DISABLED = "signup_disabled"
+UNEXPECTED_FAILURE = "unexpected_failure"
+USER_ALREADY_EXISTS = "user_already_exists"
+USER_BANNED = "user_banned"
+USER_NOT_FOUND = "user_not_found"
+VALIDATION_FAILED = "validation_failed"
+WEAK_PASSWORD = "weak_password"
+
+
+class AuthError(Exception):
+    """An answer to the client: HTTP status, stable error code, human message."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def bad_request(message: str, code: str = VALIDATION_FAILED) -> AuthError:
+    return AuthError(400, code, message)
+
+
+def weak_password(reasons: list[str], message: str) -> AuthError:
+    return AuthError(422, WEAK_PASSWORD, message, extra={"weak_password": {"reasons": reasons}})
+
+
+def _wants_new_format(request: Request) -> bool:
+    version = request.headers.get(API_VERSION_HEADER, "")
+    return len(version) == 10 and version >= API_VERSION
+
+
+def to_response(request: Request, error: AuthError) -> Response[bytes]:
+    if _wants_new_format(request):
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+    else:
+        body = {"code": error.status, "error_code": error.code, "msg": error.message}
+    body.update(error.extra)
+    headers = {"x-sb-error-code": error.code, API_VERSION_HEADER: API_VERSION, **error.headers}
+    return Response(msgspec.json.encode(body), status_code=error.status, media_type="application/json",
+                    headers=headers)

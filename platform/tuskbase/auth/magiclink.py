@@ -1,0 +1,109 @@
+"""Passwordless and recovery mails: POST /otp (email code + magic link), /recover, /resend, and the admin's
+/admin/generate_link. Answers never say whether an address has an account (except where Supabase does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuskbase.auth import errors, otp, passwords, pkce, ratelimit, redirects, store, users
+from tuskbase.auth.context import Context, string
+
+USER_BY_EMAIL_CHANGE = "select id from auth.users where email_change = $1 and deleted_at is null"
+
+
+def _email(body: dict[str, Any]) -> str:
+    if string(body, "phone") and not string(body, "email"):
+        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+    email = string(body, "email")
+    if not email:
+        raise errors.bad_request("An email address is required")
+    return users.normalize_email(email)
+
+
+async def send(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
+    """POST /otp: mail a code and a link that sign the user in, creating the user when allowed."""
+    email = _email(body)
+    await ratelimit.hit(ctx.pool, ctx.settings, "otp", ctx.ip, email)
+    data = users.metadata(body.get("data"))
+    create_user = body.get("create_user", True) is not False
+    challenge = pkce.challenge_of(body)
+    target = redirects.resolve(ctx.settings, redirect_to)
+    async with store.transaction(ctx.pool) as conn:
+        user = await users.by_email(conn, email)
+        if user is None:
+            if not create_user or not ctx.settings.auth_signup_enabled:
+                raise errors.AuthError(422, "otp_disabled", "Signups not allowed for otp")
+            user = await users.create(conn, email=email, user_metadata=data, confirmation_sent=True)
+        if users.is_banned(user):
+            raise errors.AuthError(400, errors.USER_BANNED, "User is banned")
+        token_type = "magiclink" if user["email_confirmed_at"] is not None else "confirmation"
+        flow_id = await pkce.start(conn, challenge, "email", "magiclink", user_id=user["id"],
+                                   redirect_to=target) if challenge else None
+        outgoing = await otp.issue(conn, ctx, user["id"], token_type, email, target, flow_id)
+    await otp.send(ctx, outgoing)
+
+
+async def recover(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
+    """POST /recover: mail a recovery code and link if the address has an account (same answer either way)."""
+    email = _email(body)
+    await ratelimit.hit(ctx.pool, ctx.settings, "recover", ctx.ip, email)
+    challenge = pkce.challenge_of(body)
+    target = redirects.resolve(ctx.settings, redirect_to)
+    outgoing = None
+    async with store.transaction(ctx.pool) as conn:
+        user = await users.by_email(conn, email)
+        if user is not None and not users.is_banned(user):
+            flow_id = await pkce.start(conn, challenge, "email", "recovery", user_id=user["id"],
+                                       redirect_to=target) if challenge else None
+            outgoing = await otp.issue(conn, ctx, user["id"], "recovery", email, target, flow_id)
+    await otp.send(ctx, outgoing)
+
+
+async def resend(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
+    """POST /resend: the sign-up confirmation or the email-change mail again."""
+    email = _email(body)
+    kind = body.get("type")
+    if kind not in ("signup", "email_change"):
+        raise errors.bad_request("Missing one of these types: signup, email_change")
+    await ratelimit.hit(ctx.pool, ctx.settings, "resend", ctx.ip, email)
+    target = redirects.resolve(ctx.settings, redirect_to)
+    outgoing = None
+    async with store.transaction(ctx.pool) as conn:
+        if kind == "signup":
+            user = await users.by_email(conn, email)
+            if user is not None and user["email_confirmed_at"] is None:
+                outgoing = await otp.issue(conn, ctx, user["id"], "confirmation", email, target)
+        else:
+            user_id = await conn.fetchval(USER_BY_EMAIL_CHANGE, email)
+            if user_id is not None:
+                outgoing = await otp.issue(conn, ctx, user_id, "email_change", email, target)
+    await otp.send(ctx, outgoing)
+
+
+LINK_TOKEN_TYPES = {"signup": "confirmation", "magiclink": "magiclink", "recovery": "recovery", "invite": "invite"}
+
+
+async def generate_link(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> dict[str, Any]:
+    """POST /admin/generate_link: the code and link, returned instead of mailed (custom mail delivery)."""
+    kind = body.get("type")
+    if kind not in LINK_TOKEN_TYPES:
+        raise errors.bad_request("Invalid link type: use signup, magiclink, recovery or invite")
+    email = _email(body)
+    data = users.metadata(body.get("data"))
+    password_hash = None
+    if kind == "signup":
+        password_hash = await passwords.hash_password(passwords.check_strength(ctx.settings, body.get("password")))
+    target = redirects.resolve(ctx.settings, redirect_to)
+    async with store.transaction(ctx.pool) as conn:
+        user = await users.by_email(conn, email)
+        if user is None:
+            if kind in ("magiclink", "recovery"):
+                raise errors.AuthError(404, errors.USER_NOT_FOUND, "User with this email not found")
+            user = await users.create(conn, email=email, password_hash=password_hash, user_metadata=data)
+        elif kind in ("signup", "invite"):
+            raise errors.AuthError(422, errors.EMAIL_EXISTS,
+                                   "A user with this email address has already been registered")
+        outgoing = await otp.issue(conn, ctx, user["id"], LINK_TOKEN_TYPES[kind], email, target)
+        answer = await users.to_json(conn, await users.by_id(conn, user["id"]))
+    return {**answer, "action_link": outgoing.link, "email_otp": outgoing.code, "hashed_token": outgoing.hashed,
+            "redirect_to": target, "verification_type": kind}

@@ -1,0 +1,269 @@
+"""Sign-in with OAuth 2.0 / OpenID Connect providers configured by settings (any issuer with discovery).
+
+GET /authorize sends the browser to the provider with our own `state`, `nonce` and PKCE verifier (kept in
+auth.flow_state); GET /callback exchanges the provider's code, verifies the ID token against the provider's
+JWKS (issuer, audience, expiry, nonce), finds or creates the user and its identity, then returns to the app:
+with `?code=` when the app started a PKCE flow (exchanged at POST /token?grant_type=pkce), else with the
+tokens in the URL fragment. POST /token?grant_type=id_token accepts an ID token obtained natively.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import httpx
+import jwt
+
+from tuskbase.auth import errors, otp, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth.context import Context, string
+from tuskbase.auth.store import dump_json
+from tuskbase.config import Settings
+
+HTTP_TIMEOUT = 10.0
+CACHE_SECONDS = 3600
+ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+TAKE_OAUTH_FLOW = """
+update auth.flow_state set oauth_state_hash = null where oauth_state_hash = $1
+returning id, provider_type, code_challenge, redirect_to, oauth_nonce, oauth_verifier,
+          extract(epoch from now() - created_at) as age
+"""
+DELETE_FLOW = "delete from auth.flow_state where id = $1"
+IDENTITY_USER = "select user_id from auth.identities where provider = $1 and provider_id = $2"
+CLAIM_UNCONFIRMED = """
+update auth.users set email_confirmed_at = now(), encrypted_password = null, updated_at = now()
+where id = $1 and email_confirmed_at is null
+"""
+IDENTITY_CLAIMS = ("iss", "sub", "email", "email_verified", "name", "full_name", "picture", "avatar_url",
+                   "preferred_username", "given_name", "family_name", "locale")
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    scopes: str
+
+
+@lru_cache(maxsize=8)
+def _parse(raw: str) -> dict[str, Provider]:
+    if not raw:
+        return {}
+    return {
+        name: Provider(name, conf["issuer"].rstrip("/"), conf["client_id"], conf["client_secret"],
+                       conf.get("scopes") or "openid email profile")
+        for name, conf in json.loads(raw).items()
+    }
+
+
+def providers(settings: Settings) -> dict[str, Provider]:
+    return _parse(settings.auth_oidc_providers)
+
+
+def provider(settings: Settings, name: Any) -> Provider:
+    found = providers(settings).get(name) if isinstance(name, str) else None
+    if found is None:
+        raise errors.AuthError(400, errors.VALIDATION_FAILED,
+                               f"Unsupported provider: Provider {name} could not be found")
+    return found
+
+
+_documents: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+async def _fetch_json(url: str) -> dict[str, Any]:
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+            answer = await client.get(url)
+        answer.raise_for_status()
+        document = answer.json()
+    except (httpx.HTTPError, ValueError) as error:
+        raise errors.AuthError(502, errors.UNEXPECTED_FAILURE, f"OAuth provider unreachable: {error}") from None
+    if not isinstance(document, dict):
+        raise errors.AuthError(502, errors.UNEXPECTED_FAILURE, "OAuth provider answered with no JSON object")
+    return document
+
+
+async def _cached(url: str, refresh: bool = False) -> dict[str, Any]:
+    hit = _documents.get(url)
+    if hit is None or refresh or time.monotonic() - hit[0] > CACHE_SECONDS:
+        hit = (time.monotonic(), await _fetch_json(url))
+        _documents[url] = hit
+    return hit[1]
+
+
+async def discovery(p: Provider) -> dict[str, Any]:
+    document = await _cached(p.issuer + "/.well-known/openid-configuration")
+    if document.get("issuer", "").rstrip("/") != p.issuer:
+        raise errors.AuthError(502, errors.UNEXPECTED_FAILURE, "OIDC discovery names another issuer")
+    return document
+
+
+async def verify_id_token(p: Provider, token: str, nonce: str | None) -> dict[str, Any]:
+    document = await discovery(p)
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, "ID token is malformed") from None
+    alg = header.get("alg")
+    if alg not in ID_TOKEN_ALGORITHMS:
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, f"ID token algorithm {alg!r} is not accepted")
+    key = None
+    for refresh in (False, True):  # a kid not seen yet: the provider may have rotated its keys
+        keys = (await _cached(document["jwks_uri"], refresh)).get("keys", [])
+        match = [k for k in keys if k.get("kid") == header.get("kid")] or (keys if "kid" not in header else [])
+        if match:
+            key = jwt.PyJWK(match[0], algorithm=alg).key
+            break
+    if key is None:
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, "ID token signed by an unknown key")
+    try:
+        claims = jwt.decode(token, key, algorithms=[alg], audience=p.client_id, issuer=document["issuer"],
+                            leeway=30, options={"require": ["exp", "iat", "sub", "iss", "aud"]})
+    except jwt.PyJWTError as error:
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, f"ID token rejected: {error}") from None
+    if nonce is not None:
+        hashed = hashlib.sha256(nonce.encode()).hexdigest()
+        if claims.get("nonce") not in (nonce, hashed):
+            raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, "ID token nonce does not match")
+    return claims
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def callback_url(settings: Settings) -> str:
+    return f"{settings.api_url}/auth/v1/callback"
+
+
+async def authorize(ctx: Context, params: dict[str, Any]) -> str:
+    p = provider(ctx.settings, params.get("provider"))
+    await ratelimit.hit(ctx.pool, ctx.settings, "authorize", ctx.ip, None)
+    challenge = pkce.challenge_of(params)
+    target = redirects.resolve(ctx.settings, params.get("redirect_to"))
+    document = await discovery(p)
+    state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
+    async with store.transaction(ctx.pool) as conn:
+        await pkce.start(conn, challenge, p.name, "oauth", redirect_to=target,
+                         oauth_state_hash=hashlib.sha256(state.encode()).digest(), oauth_nonce=nonce,
+                         oauth_verifier=verifier)
+    scopes = " ".join(dict.fromkeys((p.scopes + " " + str(params.get("scopes") or "")).split()))
+    query = urlencode({"client_id": p.client_id, "redirect_uri": callback_url(ctx.settings), "response_type": "code",
+                       "scope": scopes, "state": state, "nonce": nonce, "code_challenge": _s256(verifier),
+                       "code_challenge_method": "S256"})
+    endpoint = document["authorization_endpoint"]
+    return endpoint + ("&" if "?" in endpoint else "?") + query
+
+
+def error_redirect(target: str, error: str, code: str, description: str, *, fragment: bool = False) -> str:
+    query = urlencode({"error": error, "error_code": code, "error_description": description})
+    if fragment:
+        return target + "#" + query
+    return target + ("&" if "?" in target else "?") + query
+
+
+async def callback(ctx: Context, params: dict[str, Any]) -> str:
+    state = params.get("state") or ""
+    async with store.transaction(ctx.pool) as conn:
+        flow = await conn.fetchrow(TAKE_OAUTH_FLOW, hashlib.sha256(state.encode()).digest())
+    site = redirects.site_url(ctx.settings)
+    if flow is None:
+        return error_redirect(site, "invalid_request", errors.BAD_OAUTH_STATE, "OAuth state is invalid or was used")
+    target = flow["redirect_to"] or site
+    pkce_flow = flow["code_challenge"] is not None
+    try:
+        if params.get("error"):
+            raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK,
+                                   str(params.get("error_description") or params["error"]))
+        if flow["age"] > pkce.FLOW_LIFETIME:
+            raise errors.AuthError(400, errors.FLOW_STATE_EXPIRED, "OAuth flow has expired")
+        p = provider(ctx.settings, flow["provider_type"])
+        claims = await _exchange(ctx, p, str(params.get("code") or ""), flow["oauth_verifier"], flow["oauth_nonce"])
+        async with store.transaction(ctx.pool) as conn:
+            user = await find_or_create(conn, ctx, p, claims)
+            if pkce_flow:
+                code = await pkce.issue_code(conn, flow["id"], user["id"])
+                return target + ("&" if "?" in target else "?") + urlencode({"code": code})
+            await conn.execute(DELETE_FLOW, flow["id"])
+            session = await sessions.sign_in(conn, ctx.settings, ctx.signer, user, "oauth", ctx.device)
+        return target + "#" + otp.fragment(session, "signup")
+    except errors.AuthError as error:
+        kind = "server_error" if error.status >= 500 else "access_denied"
+        return error_redirect(target, kind, error.code, error.message, fragment=not pkce_flow)
+
+
+async def _exchange(ctx: Context, p: Provider, code: str, verifier: str, nonce: str) -> dict[str, Any]:
+    if not code:
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, "OAuth callback without a code")
+    document = await discovery(p)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url(ctx.settings),
+            "client_id": p.client_id, "client_secret": p.client_secret, "code_verifier": verifier}
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+            answer = await client.post(document["token_endpoint"], data=form, headers={"accept": "application/json"})
+        tokens = answer.json()
+    except (httpx.HTTPError, ValueError) as error:
+        raise errors.AuthError(502, errors.UNEXPECTED_FAILURE, f"OAuth token exchange failed: {error}") from None
+    if answer.status_code != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
+        detail = tokens.get("error_description") or tokens.get("error") if isinstance(tokens, dict) else None
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK,
+                               f"OAuth token exchange refused: {detail or answer.status_code}")
+    return await verify_id_token(p, tokens["id_token"], nonce)
+
+
+async def find_or_create(conn: asyncpg.Connection, ctx: Context, p: Provider, claims: dict[str, Any]) -> asyncpg.Record:
+    """The user of an identity: known identity, else the account with the same verified email, else a new one."""
+    subject = str(claims["sub"])
+    email = claims.get("email").strip().lower() if isinstance(claims.get("email"), str) else None
+    verified = claims.get("email_verified") in (True, "true")
+    data = {k: claims[k] for k in IDENTITY_CLAIMS if k in claims}
+    data.update({"provider_id": subject, "sub": subject})
+    if "picture" in data and "avatar_url" not in data:
+        data["avatar_url"] = data["picture"]
+    if "name" in data and "full_name" not in data:
+        data["full_name"] = data["name"]
+    user_id = await conn.fetchval(IDENTITY_USER, p.name, subject)
+    if user_id is None and email and verified:
+        existing = await users.by_email(conn, email)
+        if existing is not None:
+            # The provider vouches for the address: an unconfirmed account holding it (maybe pre-registered
+            # by someone else) is confirmed and loses its password, so only the provider's user gets in.
+            await conn.execute(CLAIM_UNCONFIRMED, existing["id"])
+            user_id = existing["id"]
+    if user_id is None:
+        if not ctx.settings.auth_signup_enabled:
+            raise errors.AuthError(422, errors.SIGNUP_DISABLED, "Signups not allowed for this instance")
+        user = await users.create(conn, email=email, email_confirmed=bool(email and verified), provider=p.name,
+                                  user_metadata=data, identity=(subject, data))
+        return user
+    await conn.execute(users.INSERT_IDENTITY, subject, user_id, p.name, dump_json(data))
+    await conn.execute(users.ADD_PROVIDER, user_id, p.name)
+    user = await users.by_id(conn, user_id)
+    if user is None:
+        raise errors.AuthError(404, errors.USER_NOT_FOUND, "User not found")
+    return user
+
+
+async def sign_in_with_id_token(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /token?grant_type=id_token: an ID token the app got from the provider's native SDK."""
+    name, token = body.get("provider"), string(body, "id_token")
+    p = next((q for q in providers(ctx.settings).values() if q.issuer == str(name).rstrip("/")), None) \
+        or provider(ctx.settings, name)
+    if not token:
+        raise errors.bad_request("id_token required")
+    await ratelimit.hit(ctx.pool, ctx.settings, "id_token", ctx.ip, None)
+    claims = await verify_id_token(p, token, string(body, "nonce"))
+    async with store.transaction(ctx.pool) as conn:
+        user = await find_or_create(conn, ctx, p, claims)
+        return await sessions.sign_in(conn, ctx.settings, ctx.signer, user, "oauth", ctx.device)

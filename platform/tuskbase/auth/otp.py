@@ -1,0 +1,180 @@
+"""Mailed one-time codes and links: sign-up confirmation, magic link / email OTP, recovery, email change.
+
+One token serves both ways in: the code typed into the app (`POST /verify {email, token, type}`) and the
+link clicked in the mail (`GET /verify?token=<hash>&type=...`). As in Supabase, the stored token hash is
+sha256(email || code) in hex, which is also the link's token. A new token of a type replaces the older one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+
+from tuskbase.auth import errors, mail, pkce, sessions, users
+from tuskbase.auth.context import Context
+from tuskbase.auth.store import dump_json
+
+UPSERT_TOKEN = """
+insert into auth.one_time_tokens (user_id, token_type, token_hash, relates_to, flow_state_id, expires_at)
+values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+on conflict (user_id, token_type) do update set token_hash = excluded.token_hash, relates_to = excluded.relates_to,
+  flow_state_id = excluded.flow_state_id, created_at = now(), expires_at = excluded.expires_at
+"""
+TAKE_TOKEN = """
+delete from auth.one_time_tokens
+where token_hash = $1 and token_type = any($2::text[])
+returning user_id, token_type, relates_to, flow_state_id, expires_at > now() as fresh
+"""
+MARK_SENT = {
+    "confirmation": "update auth.users set confirmation_sent_at = now() where id = $1",
+    "magiclink": "update auth.users set updated_at = now() where id = $1",
+    "recovery": "update auth.users set recovery_sent_at = now() where id = $1",
+    "email_change": "update auth.users set email_change_sent_at = now() where id = $1",
+    "invite": "update auth.users set invited_at = now() where id = $1",
+}
+CONFIRM_EMAIL = """
+update auth.users set email_confirmed_at = coalesce(email_confirmed_at, now()), updated_at = now() where id = $1
+"""
+APPLY_EMAIL_CHANGE = """
+update auth.users set email = email_change, email_change = null, email_change_sent_at = null,
+  email_confirmed_at = now(), is_anonymous = false, updated_at = now()
+where id = $1 and email_change = $2
+"""
+UPDATE_EMAIL_IDENTITY = """
+update auth.identities set identity_data = identity_data || jsonb_build_object('email', $2::text,
+  'email_verified', true), updated_at = now()
+where user_id = $1 and provider = 'email'
+"""
+HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
+
+# `type` sent to /verify -> token types it may consume, and the amr method of the session it opens.
+VERIFY_TYPES = {
+    "signup": (["confirmation"], "otp"),
+    "email": (["confirmation", "magiclink"], "otp"),
+    "magiclink": (["magiclink", "confirmation"], "magiclink"),
+    "recovery": (["recovery"], "recovery"),
+    "invite": (["invite"], "invite"),
+    "email_change": (["email_change"], "email_change"),
+}
+LINK_TYPE = {"confirmation": "signup", "magiclink": "magiclink", "recovery": "recovery",
+             "email_change": "email_change", "invite": "invite"}
+SUBJECTS = {
+    "confirmation": "Confirm your signup",
+    "magiclink": "Your sign-in code",
+    "recovery": "Reset your password",
+    "email_change": "Confirm your new email address",
+    "invite": "You have been invited",
+}
+
+
+def token_hash(email: str, code: str) -> str:
+    return hashlib.sha256((email + code).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A mail to send once the transaction that created its token has committed."""
+
+    recipient: str
+    subject: str
+    body: str
+    code: str
+    hashed: str
+    link: str
+
+
+async def issue(conn: asyncpg.Connection, ctx: Context, user_id: uuid.UUID, token_type: str, email: str,
+                redirect_to: str, flow_id: uuid.UUID | None = None) -> Outgoing:
+    """Store a fresh code for `email` and build the mail carrying it (code and link)."""
+    code = "".join(secrets.choice("0123456789") for _ in range(ctx.settings.auth_otp_length))
+    hashed = token_hash(email, code)
+    await conn.execute(UPSERT_TOKEN, user_id, token_type, hashed, email, flow_id, ctx.settings.auth_otp_exp)
+    await conn.execute(MARK_SENT[token_type], user_id)
+    link = f"{ctx.settings.api_url}/auth/v1/verify?" + urlencode(
+        {"token": hashed, "type": LINK_TYPE[token_type], "redirect_to": redirect_to})
+    minutes = max(1, ctx.settings.auth_otp_exp // 60)
+    body = (f"{SUBJECTS[token_type]}\n\nYour code: {code}\n\nOr follow this link: {link}\n\n"
+            f"The code and the link work once and expire in {minutes} minutes.\n")
+    return Outgoing(email, SUBJECTS[token_type], body, code, hashed, link)
+
+
+async def send(ctx: Context, outgoing: Outgoing | None) -> None:
+    if outgoing is not None:
+        await mail.send(ctx.settings, ctx.pool, outgoing.recipient, outgoing.subject, outgoing.body)
+
+
+@dataclass
+class Verified:
+    """A consumed token: the session it opened, or the PKCE flow it completed (redirect flows)."""
+
+    session: dict[str, Any] | None
+    flow_id: uuid.UUID | None
+    user_id: uuid.UUID
+    kind: str
+
+
+async def consume(conn: asyncpg.Connection, ctx: Context, verify_type: str, hashed: str,
+                  *, open_session: bool) -> Verified:
+    if verify_type not in VERIFY_TYPES:
+        raise errors.bad_request("Verify requires a verification type")
+    token_types, method = VERIFY_TYPES[verify_type]
+    row = await conn.fetchrow(TAKE_TOKEN, hashed, token_types)
+    if row is None or not row["fresh"]:
+        raise errors.AuthError(403, errors.OTP_EXPIRED, "Token has expired or is invalid")
+    user_id = row["user_id"]
+    if row["token_type"] == "email_change":
+        await conn.execute(APPLY_EMAIL_CHANGE, user_id, row["relates_to"])
+        await conn.execute(UPDATE_EMAIL_IDENTITY, user_id, row["relates_to"])
+        user = await users.by_id(conn, user_id)
+        if user is not None and not await conn.fetchval(HAS_EMAIL_IDENTITY, user_id):
+            await conn.execute(users.INSERT_IDENTITY, str(user_id), user_id, "email", dump_json(
+                {"sub": str(user_id), "email": row["relates_to"], "email_verified": True, "phone_verified": False}))
+            await conn.execute(users.ADD_PROVIDER, user_id, "email")
+    else:
+        await conn.execute(CONFIRM_EMAIL, user_id)
+        await conn.execute(UPDATE_EMAIL_IDENTITY, user_id, row["relates_to"])
+    user = await users.by_id(conn, user_id)
+    if user is None:
+        raise errors.AuthError(403, errors.OTP_EXPIRED, "Token has expired or is invalid")
+    if row["flow_state_id"] is not None and not open_session:
+        return Verified(None, row["flow_state_id"], user_id, method)
+    session = await sessions.sign_in(conn, ctx.settings, ctx.signer, user, method, ctx.device)
+    return Verified(session, None, user_id, method)
+
+
+def hashed_from_body(body: dict[str, Any]) -> tuple[str, str | None]:
+    """(token hash, identifier for rate limiting) from {email, token} or {token_hash}."""
+    if body.get("token_hash"):
+        value = body["token_hash"]
+        if not isinstance(value, str):
+            raise errors.bad_request("token_hash must be a string")
+        return value, value
+    email, code = body.get("email"), body.get("token")
+    if body.get("phone"):
+        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+    if not isinstance(code, str) or not code:
+        raise errors.bad_request("Verify requires either a token or a token hash")
+    normalized = users.normalize_email(email)
+    return token_hash(normalized, code.strip()), normalized
+
+
+def fragment(session: dict[str, Any], kind: str) -> str:
+    return urlencode({"access_token": session["access_token"], "expires_at": session["expires_at"],
+                      "expires_in": session["expires_in"], "refresh_token": session["refresh_token"],
+                      "token_type": "bearer", "type": kind})
+
+
+async def redirect_after_verify(conn: asyncpg.Connection, verified: Verified, target: str, kind: str) -> str:
+    """Where GET /verify sends the browser: `?code=` for PKCE, else the tokens in the fragment."""
+    if verified.flow_id is not None:
+        code = await pkce.issue_code(conn, verified.flow_id, verified.user_id)
+        return target + ("&" if "?" in target else "?") + urlencode({"code": code})
+    assert verified.session is not None
+    return target + "#" + fragment(verified.session, kind)
+

@@ -1,0 +1,43 @@
+"""Fixed-window rate limits of the credential endpoints, counted in Postgres so every replica shares them.
+
+Each credential request counts once against its client IP and once against its identifier (email, phone
+or token hash); over either limit the answer is 429 with `Retry-After` (seconds to the window's end).
+The counters commit in their own transaction, before the credential check, so a failed guess still counts.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tuskbase.auth import errors, store
+from tuskbase.config import Settings
+
+HIT = """
+insert into auth.rate_limits as r (bucket, key, window_start, hits)
+select b, k, now(), 1 from unnest($1::text[], $2::text[]) as x(b, k)
+on conflict (bucket, key) do update set
+  window_start = case when r.window_start <= now() - make_interval(secs => $3) then now() else r.window_start end,
+  hits = case when r.window_start <= now() - make_interval(secs => $3) then 1 else r.hits + 1 end
+returning bucket, hits,
+  greatest(1, ceil(extract(epoch from (window_start + make_interval(secs => $3) - now()))))::int as retry_after
+"""
+
+
+async def hit(pool: asyncpg.Pool, settings: Settings, endpoint: str, ip: str | None,
+              identifier: str | None) -> None:
+    buckets, keys = [], []
+    if ip:
+        buckets.append("ip")
+        keys.append(ip)
+    if identifier:
+        buckets.append("id:" + endpoint)
+        keys.append(identifier.lower())
+    if not buckets:
+        return
+    async with store.transaction(pool) as conn:
+        rows = await conn.fetch(HIT, buckets, keys, settings.auth_rate_limit_window)
+    for row in rows:
+        limit = settings.auth_rate_limit_per_ip if row["bucket"] == "ip" else settings.auth_rate_limit_per_identifier
+        if row["hits"] > limit:
+            raise errors.AuthError(429, errors.OVER_REQUEST_RATE_LIMIT, "Request rate limit reached",
+                                   headers={"Retry-After": str(row["retry_after"])})

@@ -1,0 +1,51 @@
+"""POST /signup: email + password, or (no email and no phone) an anonymous user when enabled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuskbase.auth import errors, otp, passwords, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth.context import Context, string
+
+
+async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> dict[str, Any]:
+    settings = ctx.settings
+    email, phone = string(body, "email"), string(body, "phone")
+    data = users.metadata(body.get("data"))
+    if phone:
+        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone signups are disabled")
+    if not email:
+        if body.get("password"):
+            raise errors.bad_request("Signup requires a valid email")
+        return await anonymous(ctx, data)
+    if not settings.auth_signup_enabled:
+        raise errors.AuthError(422, errors.SIGNUP_DISABLED, "Signups not allowed for this instance")
+    email = users.normalize_email(email)
+    await ratelimit.hit(ctx.pool, settings, "signup", ctx.ip, email)
+    password = passwords.check_strength(settings, body.get("password"))
+    challenge = pkce.challenge_of(body)
+    password_hash = await passwords.hash_password(password)
+    target = redirects.resolve(settings, redirect_to)
+    async with store.transaction(ctx.pool) as conn:
+        if await users.by_email(conn, email) is not None:
+            raise errors.AuthError(422, errors.USER_ALREADY_EXISTS, "User already registered")
+        user = await users.create(conn, email=email, password_hash=password_hash,
+                                  email_confirmed=settings.auth_email_autoconfirm, user_metadata=data,
+                                  confirmation_sent=not settings.auth_email_autoconfirm)
+        if settings.auth_email_autoconfirm:
+            return await sessions.sign_in(conn, settings, ctx.signer, user, "password", ctx.device)
+        flow_id = await pkce.start(conn, challenge, "email", "email/signup", user_id=user["id"],
+                                   redirect_to=target) if challenge else None
+        outgoing = await otp.issue(conn, ctx, user["id"], "confirmation", email, target, flow_id)
+        answer = await users.to_json(conn, await users.by_id(conn, user["id"]))
+    await otp.send(ctx, outgoing)
+    return answer
+
+
+async def anonymous(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+    if not ctx.settings.auth_anonymous_enabled:
+        raise errors.AuthError(422, errors.ANONYMOUS_PROVIDER_DISABLED, "Anonymous sign-ins are disabled")
+    await ratelimit.hit(ctx.pool, ctx.settings, "anonymous", ctx.ip, None)
+    async with store.transaction(ctx.pool) as conn:
+        user = await users.create(conn, anonymous=True, user_metadata=data)
+        return await sessions.sign_in(conn, ctx.settings, ctx.signer, user, "anonymous", ctx.device)

@@ -1,0 +1,32 @@
+"""The auth service's database access: its own role, its own transactions.
+
+Auth statements run as `tuskbase_auth` (granted to the API's login role), never as a request role: the
+auth tables are invisible to anon, authenticated and service_role. SQL lives as named constants beside the
+flow that runs it; values are always bound.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+AS_AUTH_ROLE = "select set_config('role', 'tuskbase_auth', true), set_config('request.jwt.claims', '', true)"
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(AS_AUTH_ROLE)
+        yield conn
+
+
+def load_json(raw: str | None) -> Any:
+    return json.loads(raw) if raw else {}
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)

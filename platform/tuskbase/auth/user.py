@@ -1,0 +1,121 @@
+"""The signed-in user: GET/PUT /user, POST /logout, and the user's own device sessions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from tuskbase.auth import errors, otp, passwords, redirects, sessions, store, users
+from tuskbase.auth.context import Context, string
+from tuskbase.auth.store import dump_json, load_json
+
+UPDATE_USER_META = "update auth.users set raw_user_meta_data = $2::jsonb, updated_at = now() where id = $1"
+UPDATE_PASSWORD = "update auth.users set encrypted_password = $2, updated_at = now() where id = $1"
+SET_EMAIL = """
+update auth.users set email = $2, email_confirmed_at = now(), email_change = null, is_anonymous = false,
+  updated_at = now()
+where id = $1
+"""
+SET_EMAIL_CHANGE = "update auth.users set email_change = $2, updated_at = now() where id = $1"
+HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
+SCOPES = ("global", "local", "others")
+
+
+async def current(conn: asyncpg.Connection, claims: dict[str, Any]) -> asyncpg.Record:
+    """The user a token names, refusing tokens of revoked sessions (a lost device) and deleted users."""
+    session_id = claims.get("session_id")
+    if session_id and not await sessions.is_active(conn, str(session_id), str(claims["sub"])):
+        raise errors.AuthError(403, errors.SESSION_NOT_FOUND, "Session from session_id claim in JWT does not exist")
+    user = await users.by_id(conn, claims["sub"])
+    if user is None:
+        raise errors.AuthError(403, errors.USER_NOT_FOUND, "User from sub claim in JWT does not exist")
+    return user
+
+
+async def get(ctx: Context, claims: dict[str, Any]) -> dict[str, Any]:
+    async with store.transaction(ctx.pool) as conn:
+        return await users.to_json(conn, await current(conn, claims))
+
+
+def merge_metadata(old: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Supabase's rule: keys given replace, keys given as null are removed, others stay."""
+    merged = {**old, **update}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], redirect_to: str | None) -> dict[str, Any]:
+    settings = ctx.settings
+    email, password = string(body, "email"), body.get("password")
+    if string(body, "phone"):
+        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone updates are disabled")
+    data = users.metadata(body.get("data")) if "data" in body else None
+    new_hash = None
+    if password is not None:
+        password = passwords.check_strength(settings, password)
+        new_hash = await passwords.hash_password(password)
+    if email is not None:
+        email = users.normalize_email(email)
+    outgoing = None
+    async with store.transaction(ctx.pool) as conn:
+        user = await current(conn, claims)
+        user_id = user["id"]
+        if data is not None:
+            await conn.execute(UPDATE_USER_META, user_id, dump_json(merge_metadata(load_json(user["user_meta"]), data)))
+        if new_hash is not None:
+            if user["encrypted_password"] and await passwords.verify_password(user["encrypted_password"], password):
+                raise errors.AuthError(422, errors.SAME_PASSWORD,
+                                       "New password should be different from the old password.")
+            await conn.execute(UPDATE_PASSWORD, user_id, new_hash)
+            # A new password signs out every other device (the reason to change it may be a stolen one).
+            current_session = claims.get("session_id")
+            await sessions.logout(conn, user_id, uuid.UUID(current_session) if current_session else None, "others")
+        if email is not None and email != user["email"]:
+            other = await users.by_email(conn, email)
+            if other is not None and other["id"] != user_id:
+                raise errors.AuthError(422, errors.EMAIL_EXISTS,
+                                       "A user with this email address has already been registered")
+            if settings.auth_email_autoconfirm:
+                await conn.execute(SET_EMAIL, user_id, email)
+                await _ensure_email_identity(conn, user_id, email)
+            else:
+                await conn.execute(SET_EMAIL_CHANGE, user_id, email)
+                outgoing = await otp.issue(conn, ctx, user_id, "email_change", email,
+                                           redirects.resolve(settings, redirect_to))
+        answer = await users.to_json(conn, await users.by_id(conn, user_id))
+    await otp.send(ctx, outgoing)
+    return answer
+
+
+async def _ensure_email_identity(conn: asyncpg.Connection, user_id: uuid.UUID, email: str) -> None:
+    if await conn.fetchval(HAS_EMAIL_IDENTITY, user_id):
+        await conn.execute(otp.UPDATE_EMAIL_IDENTITY, user_id, email)
+        return
+    await conn.execute(users.INSERT_IDENTITY, str(user_id), user_id, "email", dump_json(
+        {"sub": str(user_id), "email": email, "email_verified": True, "phone_verified": False}))
+    await conn.execute(users.ADD_PROVIDER, user_id, "email")
+
+
+async def logout(ctx: Context, claims: dict[str, Any], scope: str | None) -> None:
+    scope = scope or "global"
+    if scope not in SCOPES:
+        raise errors.bad_request(f"Unsupported logout scope {scope!r}")
+    session_id = claims.get("session_id")
+    async with store.transaction(ctx.pool) as conn:
+        user = await current(conn, claims)
+        await sessions.logout(conn, user["id"], uuid.UUID(session_id) if session_id else None, scope)
+
+
+async def list_sessions(ctx: Context, claims: dict[str, Any]) -> list[dict[str, Any]]:
+    async with store.transaction(ctx.pool) as conn:
+        user = await current(conn, claims)
+        return await sessions.list_for(conn, user["id"], claims.get("session_id"))
+
+
+async def revoke_session(ctx: Context, claims: dict[str, Any], session_id: str) -> None:
+    target = users.parse_uuid(session_id, "session")
+    async with store.transaction(ctx.pool) as conn:
+        user = await current(conn, claims)
+        if not await sessions.revoke(conn, user["id"], target, "revoked_by_user"):
+            raise errors.AuthError(404, errors.SESSION_NOT_FOUND, "Session not found")
