@@ -283,10 +283,21 @@ class RestService:
             if not all(isinstance(row, dict) for row in rows):
                 raise ApiError(400, errors.INVALID_BODY, "All object keys must match",
                                "The body must be a JSON object or an array of objects")
-            names = list(request.columns) if request.columns else _keys(rows)
-            columns = plan.check_payload_columns(table, names)
-            statement = query.insert(node, columns, json.dumps(rows), request.on_conflict, prefer.resolution,
-                                     representation, request.strip_nulls)
+            if prefer.missing == "default":
+                # Each set of keys is its own INSERT, so a missing key takes the column default, not null.
+                wanted = set(request.columns) if request.columns else None
+                by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+                for row in rows:
+                    keys = tuple(k for k in row if wanted is None or k in wanted)
+                    by_keys.setdefault(keys, []).append(row)
+                groups = [(list(keys), group) for keys, group in by_keys.items()]
+            elif request.columns:
+                groups = [(list(request.columns), rows)]
+            else:
+                groups = [(_keys(rows), rows)]
+            statements = query.insert(
+                node, [(plan.check_payload_columns(table, names), json.dumps(group)) for names, group in groups],
+                request.on_conflict, prefer.resolution, representation, request.strip_nulls)
             status = 201
         elif method == "PATCH":
             if not isinstance(body, dict):
@@ -295,20 +306,22 @@ class RestService:
             if not columns:
                 return Answer(204 if not representation else 200, b"[]" if representation else b"",
                               [(b"content-type", JSON), (b"content-range", b"*/*")])
-            statement = query.update(node, columns, json.dumps(body), representation, request.strip_nulls)
+            statements = [query.update(node, columns, json.dumps(body), representation, request.strip_nulls)]
             status = 200 if representation else 204
         else:
-            statement = query.delete(node, representation, request.strip_nulls)
+            statements = [query.delete(node, representation, request.strip_nulls)]
             status = 200 if representation else 204
         if method == "POST" and not representation:
             status = 201
         try:
             async with db.request_transaction(self.pool, claims, encoded_claims=claims_json) as conn:
                 if representation:
-                    text, rows_changed, _ = await conn.fetchrow(statement.sql, *statement.params)
+                    text, rows_changed, _ = await conn.fetchrow(statements[0].sql, *statements[0].params)
                 else:
-                    tag = await conn.execute(statement.sql, *statement.params)
-                    text, rows_changed = None, int(tag.rsplit(" ", 1)[-1])
+                    text, rows_changed = None, 0
+                    for statement in statements:
+                        tag = await conn.execute(statement.sql, *statement.params)
+                        rows_changed += int(tag.rsplit(" ", 1)[-1])
                 if request.accept == "single" and rows_changed != 1:
                     raise ApiError(406, errors.SINGULAR, "Cannot coerce the result to a single JSON object",
                                    f"The result contains {rows_changed} rows")

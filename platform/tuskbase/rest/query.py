@@ -8,6 +8,7 @@ JSON body: each read returns one row `(body text, rows bigint, total bigint | nu
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,14 +206,45 @@ def _returning(sql: Sql, node: Node, write: str, strip_nulls: bool) -> str:
             f"(select {sql.outputs(node)} from _w as {alias}) as _r")
 
 
-def insert(node: Node, columns: list[Column], rows_json: str, on_conflict: tuple[str, ...] | None,
-           resolution: str | None, returning: bool, strip_nulls: bool = False) -> Statement:
+def insert(node: Node, groups: list[tuple[list[Column], str]], on_conflict: tuple[str, ...] | None,
+           resolution: str | None, returning: bool, strip_nulls: bool = False) -> list[Statement]:
+    """One INSERT per group of rows sharing the same columns (one group unless `Prefer: missing=default`).
+
+    With `returning` the groups are data-modifying CTEs of one statement; without, one statement each (their
+    row counts come from the command tags, so no RETURNING makes SELECT policies apply to a minimal insert).
+    """
     sql = Sql()
+    writes = [_insert_one(sql, node, columns, rows_json, on_conflict, resolution) for columns, rows_json in groups]
+    if not returning:
+        return [Statement(write, params) for write, params in _split_params(sql, writes)]
+    alias = quote_ident(node.alias)
+    ctes = ", ".join(f"_w{i} as ({w} returning {alias}.*)" for i, w in enumerate(writes))
+    union = " union all ".join(f"select * from _w{i}" for i in range(len(writes)))
+    return [Statement(f"with {ctes}, _w as ({union}) select {_aggregate(strip_nulls)}, count(_r.*), null::bigint "
+                      f"from (select {sql.outputs(node)} from _w as {alias}) as _r", sql.params)]
+
+
+def _split_params(sql: Sql, writes: list[str]) -> list[tuple[str, list[Any]]]:
+    # Statements rendered with one shared parameter list: renumber each to use only its own parameters.
+    out = []
+    for write in writes:
+        used = sorted({int(n) for n in re.findall(r"\$(\d+)", write)})
+        mapping = {n: i + 1 for i, n in enumerate(used)}
+        out.append((re.sub(r"\$(\d+)", lambda m, mapping=mapping: f"${mapping[int(m.group(1))]}", write),
+                    [sql.params[n - 1] for n in used]))
+    return out
+
+
+def _insert_one(sql: Sql, node: Node, columns: list[Column], rows_json: str, on_conflict: tuple[str, ...] | None,
+                resolution: str | None) -> str:
     table = node.table
     alias = quote_ident(node.alias)
     names = ", ".join(quote_ident(c.name) for c in columns)
     source = f"json_populate_recordset(null::{table.qualified}, {sql.bind(rows_json)}::json) as _p"
-    write = f"insert into {table.qualified} as {alias} ({names}) select {names} from {source}"
+    if columns:
+        write = f"insert into {table.qualified} as {alias} ({names}) select {names} from {source}"
+    else:
+        write = f"insert into {table.qualified} as {alias} select from {source}"
     if resolution is not None:
         target = on_conflict or table.pk
         if not target:
@@ -223,9 +255,7 @@ def insert(node: Node, columns: list[Column], rows_json: str, on_conflict: tuple
         else:
             updates = ", ".join(f"{quote_ident(c.name)} = excluded.{quote_ident(c.name)}" for c in columns)
             write += f" on conflict ({conflict}) do update set {updates}"
-    if not returning:
-        return Statement(write, sql.params)
-    return Statement(_returning(sql, node, write, strip_nulls), sql.params)
+    return write
 
 
 def update(node: Node, columns: list[Column], row_json: str, returning: bool, strip_nulls: bool = False
