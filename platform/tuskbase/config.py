@@ -133,6 +133,17 @@ class Settings:
     sync_pull_limit_max: int = _doc("Most records one pull may return.", default=10000)
     sync_push_max_rows: int = _doc("Most rows one push may carry.", default=5000)
 
+    # --- sync: live channel --------------------------------------------------------------------------------
+    sync_live_max_connections: int = _doc("Live channel connections one API process holds at most.",
+                                          default=10000)
+    sync_live_max_per_user: int = _doc("Live channel connections one user may hold at once (per API process).",
+                                       default=20)
+    sync_live_keys_max: int = _doc(
+        "Changed keys per table in one feed batch beyond which the live channel pokes every connected user "
+        "instead of checking each user's RLS (a mass change).",
+        default=5000,
+    )
+
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
 
@@ -156,6 +167,10 @@ class Settings:
         _check(1 <= self.sync_pull_limit_default <= self.sync_pull_limit_max, "SYNC_PULL_LIMIT_DEFAULT",
                "must be >= 1 and <= SYNC_PULL_LIMIT_MAX")
         _check(self.sync_push_max_rows >= 1, "SYNC_PUSH_MAX_ROWS", "must be at least 1")
+        _check(self.sync_live_max_connections >= 1, "SYNC_LIVE_MAX_CONNECTIONS", "must be at least 1")
+        _check(1 <= self.sync_live_max_per_user <= self.sync_live_max_connections, "SYNC_LIVE_MAX_PER_USER",
+               "must be >= 1 and <= SYNC_LIVE_MAX_CONNECTIONS")
+        _check(self.sync_live_keys_max >= 1, "SYNC_LIVE_KEYS_MAX", "must be at least 1")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")
