@@ -57,6 +57,7 @@ class RestService:
         self.compress_min = settings.rest_compress_min_bytes
         self.plans: dict[tuple[Any, ...], Compiled] = {}
         self.plan_limit = settings.rest_plan_cache_size
+        self.persisted: dict[str, tuple[str, str, str]] = {}  # name or hash -> (method, path, query)
         holder.listeners.append(lambda _cache: self.plans.clear())
 
     # --- ASGI ----------------------------------------------------------------------------------------------
@@ -94,10 +95,7 @@ class RestService:
                    headers.get(b"accept-profile"), headers.get(b"range"))
             compiled = self.plans.get(key)
             if compiled is None:
-                compiled = self.compile_read(method, path, scope["query_string"], headers)
-                if len(self.plans) >= self.plan_limit:
-                    self.plans.clear()
-                self.plans[key] = compiled
+                compiled = self.compiled_read(method, path, scope["query_string"], headers)
             return await self.run_read(compiled, claims, claims_json, authenticated)
         if not path:
             if method not in READ_METHODS:
@@ -107,11 +105,11 @@ class RestService:
             from tuskbase.rest import batch
 
             return await batch.run(self, claims, claims_json, authenticated, await self.body(receive, headers))
-        if path.startswith("persisted/"):
+        if path == "persisted" or path.startswith("persisted/"):
             from tuskbase.rest import persisted
 
-            return await persisted.run(self, method, path.removeprefix("persisted/"), headers, claims,
-                                       claims_json, authenticated, receive)
+            return await persisted.run(self, method, path.removeprefix("persisted").strip("/"), headers,
+                                       scope["query_string"], claims, claims_json, authenticated, receive)
         if method not in WRITE_METHODS and method != "PUT":
             raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
         body = await self.body(receive, headers)
@@ -180,6 +178,18 @@ class RestService:
 
     # --- reads ---------------------------------------------------------------------------------------------
 
+    def compiled_read(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> Compiled:
+        """The compiled read for a URL and its negotiation headers, from the plan cache or made and kept."""
+        key = (method, path, query_string, headers.get(b"accept"), headers.get(b"prefer"),
+               headers.get(b"accept-profile"), headers.get(b"range"))
+        compiled = self.plans.get(key)
+        if compiled is None:
+            compiled = self.compile_read(method, path, query_string, headers)
+            if len(self.plans) >= self.plan_limit:
+                self.plans.clear()
+            self.plans[key] = compiled
+        return compiled
+
     def compile_read(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> Compiled:
         started = time.perf_counter()
         request = self.parse(method, path, query_string, headers, write=False)
@@ -210,12 +220,15 @@ class RestService:
                         object_result, void, timing)
 
     async def run_read(self, compiled: Compiled, claims: dict[str, Any], claims_json: str,
-                       authenticated: bool) -> Answer:
+                       authenticated: bool, conn: Any = None) -> Answer:
         statement = compiled.statement
         try:
-            async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
-                                              encoded_claims=claims_json) as conn:
+            if conn is not None:  # a sub-request of a batch, inside the batch's transaction
                 body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
+            else:
+                async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
+                                                  encoded_claims=claims_json) as conn:
+                    body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
         except (asyncpg.InterfaceError, ValueError, TypeError) as error:
@@ -257,7 +270,7 @@ class RestService:
     # --- writes --------------------------------------------------------------------------------------------
 
     async def write(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], raw: bytes,
-                    claims: dict[str, Any], claims_json: str, authenticated: bool) -> Answer:
+                    claims: dict[str, Any], claims_json: str, authenticated: bool, conn: Any = None) -> Answer:
         request = self.parse(method, path, query_string, headers, write=True)
         planner = plan.Planner(self.holder.cache, 0)
         body = self.json_body(raw, headers, required=method in ("POST", "PATCH", "PUT") and not request.is_rpc)
@@ -270,7 +283,7 @@ class RestService:
                                 fn.volatility in ("i", "s"), request.accept == "single", request.accept == "csv",
                                 request.offset.get((), 0), request.prefer.count is not None, None,
                                 rpc_plan.node is None or not fn.returns_set, fn.returns_void, b"")
-            return await self.run_read(compiled, claims, claims_json, authenticated)
+            return await self.run_read(compiled, claims, claims_json, authenticated, conn)
         if method == "PUT":
             raise ApiError(405, errors.UNSUPPORTED_METHOD, "PUT is not supported; use POST with "
                            "Prefer: resolution=merge-duplicates")
@@ -314,17 +327,11 @@ class RestService:
         if method == "POST" and not representation:
             status = 201
         try:
-            async with db.request_transaction(self.pool, claims, encoded_claims=claims_json) as conn:
-                if representation:
-                    text, rows_changed, _ = await conn.fetchrow(statements[0].sql, *statements[0].params)
-                else:
-                    text, rows_changed = None, 0
-                    for statement in statements:
-                        tag = await conn.execute(statement.sql, *statement.params)
-                        rows_changed += int(tag.rsplit(" ", 1)[-1])
-                if request.accept == "single" and rows_changed != 1:
-                    raise ApiError(406, errors.SINGULAR, "Cannot coerce the result to a single JSON object",
-                                   f"The result contains {rows_changed} rows")
+            if conn is not None:
+                text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
+            else:
+                async with db.request_transaction(self.pool, claims, encoded_claims=claims_json) as conn:
+                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
         except (asyncpg.InterfaceError, ValueError, TypeError) as error:
@@ -344,6 +351,39 @@ class RestService:
             if request.accept == "single":
                 out[0] = (b"content-type", b"application/vnd.pgrst.object+json; charset=utf-8")
         return Answer(status, payload, out)
+
+    @staticmethod
+    async def _run_write(conn: Any, statements: list[query.Statement], representation: bool, accept: str
+                         ) -> tuple[str | None, int]:
+        if representation:
+            text, rows_changed, _ = await conn.fetchrow(statements[0].sql, *statements[0].params)
+        else:
+            text, rows_changed = None, 0
+            for statement in statements:
+                tag = await conn.execute(statement.sql, *statement.params)
+                rows_changed += int(tag.rsplit(" ", 1)[-1])
+        if accept == "single" and rows_changed != 1:
+            # Raised inside the transaction: the write is rolled back.
+            raise ApiError(406, errors.SINGULAR, "Cannot coerce the result to a single JSON object",
+                           f"The result contains {rows_changed} rows")
+        return text, rows_changed
+
+    async def sub_request(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes],
+                          raw: bytes, claims: dict[str, Any], claims_json: str, authenticated: bool,
+                          conn: Any = None) -> Answer:
+        """One request of a batch (or a persisted query) through the same pipeline, on `conn` when given."""
+        path = path.strip("/")
+        if not path or path == "batch" or path.startswith("persisted"):
+            raise ApiError(400, errors.BATCH_INVALID, f"/{path} cannot be part of a batch")
+        if method in READ_METHODS:
+            compiled = self.compiled_read(method, path, query_string, headers)
+            return await self.run_read(compiled, claims, claims_json, authenticated, conn)
+        if method not in WRITE_METHODS:
+            raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
+        if len(raw) > self.max_body:
+            raise self.too_large()
+        return await self.write(method, path, query_string, headers, raw, claims, claims_json, authenticated,
+                                conn)
 
     def json_body(self, raw: bytes, headers: dict[bytes, bytes], required: bool) -> Any:
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()

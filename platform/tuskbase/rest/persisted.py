@@ -1,0 +1,80 @@
+"""Persisted queries: a read registered once under a name, then called by name or by its SHA-256 hash.
+
+Register (service role only):  POST /rest/v1/persisted  {"name": "open_todos", "path": "/todos",
+                                                          "query": "select=id,title&done=is.false&order=position"}
+                               -> 201 {"name": "open_todos", "hash": "<sha256 of 'GET /todos?query'>"}
+Call (any caller, under its own RLS):  GET /rest/v1/persisted/open_todos   or   /persisted/<hash>
+    Extra query parameters are appended to the stored ones (e.g. `?list_id=eq.<id>`), so one persisted query
+    serves many arguments. A mobile client then sends a short path instead of a long select/embedding URL.
+
+The table `tuskbase.persisted_queries` (sql/0020) is read and written by the API's login role, never through
+the request role, so app users cannot list or change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from tuskbase.rest import errors
+from tuskbase.rest.errors import ApiError
+from tuskbase.rest.respond import JSON, Answer
+
+FIND = "select method, path, query from tuskbase.persisted_queries where name = $1 or hash = $1"
+REGISTER = """
+insert into tuskbase.persisted_queries (name, hash, method, path, query) values ($1, $2, $3, $4, $5)
+on conflict (name) do update set hash = excluded.hash, method = excluded.method, path = excluded.path,
+  query = excluded.query, created_at = now()
+"""
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def digest(method: str, path: str, query: str) -> str:
+    return hashlib.sha256(f"{method} {path}?{query}".encode()).hexdigest()
+
+
+async def run(service: Any, method: str, name: str, headers: dict[bytes, bytes], extra: bytes,
+              claims: dict[str, Any], claims_json: str, authenticated: bool, receive: Any) -> Answer:
+    if name == "" and method == "POST":
+        return await register(service, claims, await service.body(receive, headers))
+    if method not in ("GET", "HEAD") or not NAME.match(name):
+        raise ApiError(404, errors.NO_PERSISTED_QUERY, f"No persisted query {name!r}")
+    stored = await lookup(service, name)
+    if stored is None:
+        raise ApiError(404, errors.NO_PERSISTED_QUERY, f"No persisted query {name!r}",
+                       None, "Register it with POST /rest/v1/persisted (service role)")
+    _method, path, query = stored
+    query_string = query.encode() + (b"&" + extra if query and extra else extra)
+    return await service.sub_request(method, path, query_string, headers, b"", claims, claims_json, authenticated)
+
+
+async def lookup(service: Any, name: str) -> tuple[str, str, str] | None:
+    cache: dict[str, tuple[str, str, str]] = service.persisted
+    found = cache.get(name)
+    if found is None:
+        async with service.pool.acquire() as conn:
+            row = await conn.fetchrow(FIND, name)
+        if row is None:
+            return None
+        found = cache[name] = (row["method"], row["path"], row["query"])
+    return found
+
+
+async def register(service: Any, claims: dict[str, Any], raw: bytes) -> Answer:
+    if claims.get("role") != "service_role":
+        raise ApiError(403, "42501", "Only the service role registers persisted queries")
+    body = service.json_body(raw, {}, required=True)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not isinstance(body.get("path"), str):
+        raise ApiError(400, errors.INVALID_BODY, 'A persisted query is {"name", "path", "query"}')
+    name, path, query = body["name"], "/" + body["path"].strip("/"), str(body.get("query", ""))
+    if not NAME.match(name):
+        raise ApiError(400, errors.INVALID_BODY, "Names are 1 to 100 letters, digits, '_', '.' or '-'")
+    # Compile it now: a query that does not parse or names unknown tables is refused at registration.
+    service.compiled_read("GET", path.strip("/"), query.encode(), {})
+    hashed = digest("GET", path, query)
+    async with service.pool.acquire() as conn:
+        await conn.execute(REGISTER, name, hashed, "GET", path, query)
+    service.persisted.clear()  # this process; other API processes see a re-registered name on restart
+    return Answer(201, json.dumps({"name": name, "hash": hashed}).encode(), [(b"content-type", JSON)])
