@@ -26,12 +26,18 @@ $(WATERMELON_NODE)/node_modules/.installed: $(WATERMELON_NODE)/package.json $(WA
 	cd $(WATERMELON_NODE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Tools of the packaging tests (tests/packaging): the compose-spec schema (npm) and Debian's docker-compose.
+# The script writes the stamp only once both are there; a tool it cannot get makes its tests skip.
+PACKAGING_TOOLS := $(VENV)/tools
+$(PACKAGING_TOOLS)/.installed: tests/packaging/install-tools.sh
+	sh tests/packaging/install-tools.sh $(PACKAGING_TOOLS)
+
 ## run: the whole stack on the embedded Postgres, serving the example todo app
 run: $(STAMP)
 	TUSKBASE_APP_DIR=$${TUSKBASE_APP_DIR:-$(APP)} $(BIN)/tuskbase dev
 
 ## test: the whole suite
-test: $(DEV_STAMP) $(WATERMELON_NODE)/node_modules/.installed
+test: $(DEV_STAMP) $(WATERMELON_NODE)/node_modules/.installed $(PACKAGING_TOOLS)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)

@@ -1,0 +1,55 @@
+# One image for every Tuskbase process: `tuskbase serve` (API, the default), `worker`, `feed`, `migrate`.
+#
+#   docker build -t tuskbase:0.1.0 .
+#   docker run --rm --env-file .env tuskbase:0.1.0 migrate
+#
+# The project is installed in editable mode from /opt/tuskbase on purpose: the platform migrations (sql/)
+# and policies (policies/) are found beside the package sources (platform/tuskbase/migrate.py looks two
+# folders up), and they are not Python package data. Everything under /opt/tuskbase belongs to root and
+# is read-only for the process, which runs as the unprivileged user 10001.
+
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# tini: PID 1 that forwards SIGTERM to the server and reaps children (granian and dramatiq fork workers).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 tuskbase \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/tuskbase --no-create-home \
+        --shell /usr/sbin/nologin tuskbase \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/tuskbase
+
+WORKDIR /opt/tuskbase
+
+# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The whole context: .dockerignore lets in only the sources, sql/, policies/ and examples/ (a folder with no
+# file yet, such as policies/ today, is absent from a clone, so it cannot be named in a COPY of its own).
+COPY . ./
+RUN pip install --no-deps -e . \
+    && python -m compileall -q platform workers \
+    && tuskbase --help > /dev/null
+
+# Containers reach each other by name, so the API listens on every interface; data_dir holds what a
+# process generates (keys it was not given, local storage) and is the only place it writes.
+ENV TUSKBASE_HOST=0.0.0.0 \
+    TUSKBASE_PORT=54321 \
+    TUSKBASE_DATA_DIR=/var/lib/tuskbase \
+    TUSKBASE_LOG_FORMAT=json
+
+USER 10001:10001
+EXPOSE 54321
+
+ENTRYPOINT ["tini", "--", "tuskbase"]
+CMD ["serve"]
