@@ -1,0 +1,290 @@
+"""The feed consumer: logical slot -> `sync.changes` in commit order -> NOTIFY.
+
+One batch, in one transaction of the leader's connection:
+
+1. peek at most `sync_feed_batch` changes (whole transactions) from the slot, with pgoutput, through a
+   server-side cursor so that a huge transaction is read in chunks;
+2. drop the transactions whose commit lies before `sync.feed_state.lsn` (persisted by a run that died
+   before advancing the slot);
+3. COPY the changes into `sync.changes` with consecutive `seq` values, in commit order;
+4. store the end LSN of the last commit and the last seq in `sync.feed_state`, `pg_notify` the last seq;
+5. COMMIT, then `pg_replication_slot_advance` to that LSN.
+
+A crash before 5 commits leaves nothing; a crash between COMMIT and the advance is repaired by step 2 on the
+next run: no change is lost and none is written twice. User transactions never NOTIFY; only this does.
+
+Leadership: the leader holds a session advisory lock on its connection; standbys retry every
+`sync_feed_standby_ms`, so when a leader dies (its connection closes) one takes over within that period.
+
+Idle: the leader compares `pg_current_wal_insert_lsn()` every `sync_feed_poll_ms` and peeks only when the WAL
+moved. pgoutput sends nothing for transactions that touch no published table, so a slot could sit still while
+the WAL grows; after `HEARTBEAT_SECONDS` of such idling the leader emits a logical message to itself and
+advances past it.
+
+Why synchronous psycopg: one loop, one connection, no concurrency inside the consumer; COPY from psycopg's C
+row writer is the fastest path to persist a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from tuskbase import db
+from tuskbase.config import Settings
+from tuskbase.sync.pgoutput import Decoder, lsn_int, lsn_text
+
+log = logging.getLogger("tuskbase.sync.feed")
+
+PUBLICATION = "tuskbase_sync"
+CHANNEL = "tuskbase_sync"
+LEADER_LOCK = 0x73796E63  # "sync"
+HEARTBEAT_SECONDS = 10.0
+FETCH_CHUNK = 5000
+
+TRY_LEAD = "select pg_try_advisory_lock(%s)"
+SLOT_EXISTS = (
+    "select confirmed_flush_lsn::text from pg_replication_slots where slot_name = %s and database = current_database()"
+)
+CREATE_SLOT = "select lsn::text from pg_create_logical_replication_slot(%s, 'pgoutput')"
+NEW_EPOCH = "update sync.feed_state set epoch = epoch + 1, lsn = %s::pg_lsn, updated_at = now()"
+STATE = "select coalesce(lsn, '0/0')::text, seq, epoch from sync.feed_state for update"
+PEEK = (
+    "select data from pg_logical_slot_peek_binary_changes(%s, NULL, %s, 'proto_version', '1', "
+    "'publication_names', %s, 'messages', 'true')"
+)
+COPY_CHANGES = "copy sync.changes (seq, tbl, op, key, row, cols, xid, committed_at) from stdin"
+SAVE_STATE = (
+    "update sync.feed_state set lsn = %s::pg_lsn, seq = %s, changes_total = changes_total + %s, updated_at = now()"
+)
+NOTIFY = "select pg_notify(%s, %s)"
+ADVANCE = "select pg_replication_slot_advance(%s, %s::pg_lsn)"
+WAL_POSITION = "select pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text"
+# Logical decoding reads only flushed WAL: under synchronous_commit=off a commit could wait for the WAL writer
+# (up to 3 x wal_writer_delay). A flushed non-transactional message (PG >= 17) flushes everything before it.
+FLUSH_WAL = "select pg_logical_emit_message(false, 'tuskbase_sync_flush', '', true)"
+HEARTBEAT = "select pg_logical_emit_message(true, 'tuskbase_sync_heartbeat', '')"
+TABLES = "select relid::oid, id, served from sync.tables"
+PRIMARY_KEY = """
+select array_agg(a.attname::text order by k.ord)
+from pg_index i
+cross join unnest(i.indkey) with ordinality as k(attnum, ord)
+join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+where i.indrelid = %s and i.indisprimary
+"""
+
+
+def slot_name(settings: Settings, database: str) -> str:
+    if settings.sync_slot:
+        return settings.sync_slot
+    return ("tuskbase_sync_" + re.sub(r"[^a-z0-9_]", "_", database.lower()))[:63]
+
+
+@dataclass
+class Batch:
+    """What one persisted batch did: how many changes, up to which seq and LSN."""
+
+    changes: int
+    seq: int
+    lsn: str
+    transactions: int
+
+
+class Feed:
+    """The consumer of one database's slot. `step()` runs one batch; `run()` loops until `stop` is set."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.conn: psycopg.Connection | None = None
+        self.slot = ""
+        self.leader = False
+        self.tables: dict[int, int] = {}
+        self.last_wal = ""
+        self.idle_since = time.monotonic()
+        self.decoder = Decoder(self._key_columns)
+
+    # -- connection and leadership ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        self.conn = psycopg.connect(self.url, autocommit=True, application_name="tuskbase-feed")
+        database = self.conn.info.dbname
+        self.slot = slot_name(self.settings, database)
+        self.leader = False
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self.leader = False
+
+    def try_lead(self) -> bool:
+        """Take the leader lock if free; the first time, make sure the slot exists and catch it up."""
+        assert self.conn is not None
+        if not self.conn.execute(TRY_LEAD, (LEADER_LOCK,)).fetchone()[0]:
+            return False
+        self.leader = True
+        self._ensure_slot()
+        self.decoder = Decoder(self._key_columns)
+        self._load_tables()
+        return True
+
+    def _ensure_slot(self) -> None:
+        assert self.conn is not None
+        row = self.conn.execute(SLOT_EXISTS, (self.slot,)).fetchone()
+        if row is None:
+            lsn = self.conn.execute(CREATE_SLOT, (self.slot,)).fetchone()[0]
+            # Changes between the old slot (if any) and this one were never seen: older cursors must re-diff.
+            self.conn.execute(NEW_EPOCH, (lsn,))
+            log.info("created logical replication slot %s at %s", self.slot, lsn)
+            return
+        state_lsn = self.conn.execute("select lsn::text from sync.feed_state").fetchone()[0]
+        # A previous leader may have died between persisting and advancing: advance now.
+        if state_lsn and row[0] and lsn_int(state_lsn) > lsn_int(row[0]):
+            self.conn.execute(ADVANCE, (self.slot, state_lsn))
+
+    def _load_tables(self) -> None:
+        assert self.conn is not None
+        self.tables = {relid: tbl for relid, tbl, _served in self.conn.execute(TABLES)}
+
+    def _key_columns(self, relid: int) -> list[str] | None:
+        assert self.conn is not None
+        return self.conn.execute(PRIMARY_KEY, (relid,)).fetchone()[0]
+
+    # -- one batch -------------------------------------------------------------------------------------
+
+    def persist(self) -> Batch | None:
+        """Steps 1-4 and COMMIT. Returns None when the slot had nothing new."""
+        conn = self.conn
+        assert conn is not None and self.leader
+        with conn.transaction():
+            state_lsn, seq, _epoch = conn.execute(STATE).fetchone()
+            self.decoder.skip_before = lsn_int(state_lsn)
+            first_seq = seq
+            end_lsn = 0
+            transactions = 0
+            with conn.cursor(name="tuskbase_feed_peek", binary=True) as peek, conn.cursor() as writer:
+                peek.execute(PEEK, (self.slot, self.settings.sync_feed_batch, PUBLICATION))
+                while chunk := peek.fetchmany(FETCH_CHUNK):
+                    rows = []
+                    for (data,) in chunk:
+                        tx = self.decoder.feed(data)
+                        if tx is None:
+                            continue
+                        transactions += 1
+                        end_lsn = tx.end_lsn
+                        for change in tx.changes:
+                            tbl = self.tables.get(change.relid)
+                            if tbl is None:
+                                self._load_tables()
+                                tbl = self.tables.get(change.relid)
+                                if tbl is None:
+                                    continue  # in the publication but not opted in through sync.enable
+                            seq += 1
+                            rows.append((seq, tbl, change.op, change.key, change.row, change.cols, tx.xid,
+                                         tx.commit_time))
+                    if rows:
+                        with writer.copy(COPY_CHANGES) as copy:
+                            for row in rows:
+                                copy.write_row(row)
+            if not end_lsn:
+                return None
+            lsn = lsn_text(end_lsn)
+            conn.execute(SAVE_STATE, (lsn, seq, seq - first_seq))
+            if seq > first_seq:
+                conn.execute(NOTIFY, (CHANNEL, str(seq)))
+        return Batch(seq - first_seq, seq, lsn, transactions)
+
+    def advance(self, batch: Batch) -> None:
+        """Step 5: the slot forgets what is now safely in `sync.changes`."""
+        assert self.conn is not None
+        self.conn.execute(ADVANCE, (self.slot, batch.lsn))
+
+    def step(self) -> Batch | None:
+        batch = self.persist()
+        if batch is not None:
+            self.advance(batch)
+        return batch
+
+    def wal_moved(self) -> bool:
+        """True when the WAL moved since the last look (flushing it if needed, so that decoding sees it)."""
+        assert self.conn is not None
+        insert, flush = self.conn.execute(WAL_POSITION).fetchone()
+        if insert == self.last_wal:
+            return False
+        if lsn_int(flush) < lsn_int(insert):
+            self.flush_wal()
+            insert = self.conn.execute(WAL_POSITION).fetchone()[0]
+        self.last_wal = insert
+        return True
+
+    def flush_wal(self) -> None:
+        assert self.conn is not None
+        if self.conn.info.server_version >= 170000:
+            self.conn.execute(FLUSH_WAL)
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> int:
+        poll = self.settings.sync_feed_poll_ms / 1000
+        standby = self.settings.sync_feed_standby_ms / 1000
+        announced_standby = False
+        while not stop.is_set():
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.connect()
+                if not self.leader:
+                    if not self.try_lead():
+                        if not announced_standby:
+                            log.info("another feed consumer leads on this database; standing by")
+                            announced_standby = True
+                        stop.wait(standby)
+                        continue
+                    log.info("feed consumer is the leader (slot %s)", self.slot)
+                    announced_standby = False
+                    self.last_wal = ""
+                if not self.wal_moved():
+                    stop.wait(poll)
+                    continue
+                batch = self.step()
+                if batch is None or batch.changes == 0:
+                    self._maybe_heartbeat()
+                else:
+                    self.idle_since = time.monotonic()
+                    self.last_wal = ""  # more may be waiting: peek again at once
+            except psycopg.OperationalError as error:
+                log.warning("feed consumer lost its database connection: %s; retrying", error)
+                self.close()
+                stop.wait(1.0)
+        self.close()
+        return 0
+
+    def _maybe_heartbeat(self) -> None:
+        if time.monotonic() - self.idle_since < HEARTBEAT_SECONDS:
+            return
+        assert self.conn is not None
+        # The slot only moves when a published change is read; a message to ourselves lets it move.
+        self.conn.execute(HEARTBEAT)
+        self.idle_since = time.monotonic()
+
+
+def main(settings: Settings) -> int:
+    """`tuskbase feed`: run until SIGTERM / SIGINT."""
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    feed = Feed(db.admin_url(settings), settings)
+    log.info("feed consumer starting")
+    status = feed.run(stop)
+    log.info("feed consumer stopped")
+    return status

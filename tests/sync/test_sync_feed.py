@@ -1,0 +1,226 @@
+"""The feed consumer: slot -> sync.changes in commit order, crash safety, leadership, DDL, TOAST, TRUNCATE."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+
+from tests.sync.conftest import changes, drain
+from tuskbase.sync.feed import Feed
+
+
+def make_list(admin, owner, title="groceries"):
+    return admin.execute("insert into public.lists (owner_id, title) values (%s, %s) returning id",
+                         (owner, title)).fetchone()[0]
+
+
+def test_changes_are_persisted_in_commit_order_with_keys_and_rows(feed, admin):
+    owner = uuid.uuid4()
+    list_id = make_list(admin, owner)
+    todo = admin.execute("insert into public.todos (list_id, title, position) values (%s, 'milk', 3) returning id",
+                         (list_id,)).fetchone()[0]
+    admin.execute("update public.todos set done = true where id = %s", (todo,))
+    admin.execute("delete from public.todos where id = %s", (todo,))
+    assert drain(feed) == 4
+    rows = changes(admin)
+    assert [(r[1], r[2]) for r in rows] == [("lists", "I"), ("todos", "I"), ("todos", "U"), ("todos", "D")]
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    assert rows[1][3] == {"id": str(todo)}
+    assert rows[1][4]["title"] == "milk" and rows[1][4]["position"] == 3 and rows[1][4]["done"] is False
+    assert rows[2][4]["done"] is True
+    assert set(rows[2][5]) == {"done", "updated_at"}
+    assert rows[3][3] == {"id": str(todo)} and rows[3][4] is None
+    state = admin.execute("select seq, changes_total from sync.feed_state").fetchone()
+    assert state == (4, 4)
+
+
+def test_out_of_order_commits_get_sequence_in_commit_order(feed, admin, database):
+    owner = uuid.uuid4()
+    list_id = make_list(admin, owner)
+    with psycopg.connect(database) as first, psycopg.connect(database, autocommit=True) as second:
+        first.execute("insert into public.todos (list_id, title) values (%s, 'started first')", (list_id,))
+        second.execute("insert into public.todos (list_id, title) values (%s, 'committed first')", (list_id,))
+        first.commit()
+    drain(feed)
+    titles = [r[4]["title"] for r in changes(admin) if r[1] == "todos"]
+    assert titles == ["committed first", "started first"]
+
+
+def test_crash_between_persist_and_advance_loses_and_duplicates_nothing(feed, admin, database, settings):
+    owner = uuid.uuid4()
+    list_id = make_list(admin, owner)
+    for i in range(5):
+        admin.execute("insert into public.todos (list_id, title) values (%s, %s)", (list_id, f"t{i}"))
+    feed.flush_wal()
+    batch = feed.persist()  # committed to sync.changes ...
+    assert batch is not None and batch.changes == 6
+    feed.close()  # ... and the process dies before advancing the slot
+    admin.execute("insert into public.todos (list_id, title) values (%s, 'after the crash')", (list_id,))
+
+    restarted = Feed(database, settings)
+    restarted.connect()
+    assert restarted.try_lead()
+    try:
+        assert drain(restarted) == 1
+    finally:
+        restarted.close()
+    rows = changes(admin)
+    assert [r[0] for r in rows] == list(range(1, 8))
+    titles = [r[4]["title"] for r in rows if r[1] == "todos"]
+    assert titles == ["t0", "t1", "t2", "t3", "t4", "after the crash"]
+
+
+def test_crash_before_commit_loses_nothing(feed, admin, database, settings):
+    owner = uuid.uuid4()
+    make_list(admin, owner)
+    # Simulate a crash in the middle of a batch: the transaction is rolled back with the connection.
+    conn = feed.conn
+    conn.execute("begin")
+    conn.execute("insert into sync.changes (seq, tbl, op, xid, committed_at) values (1, 1, 'I', 1, now())")
+    feed.close()
+    restarted = Feed(database, settings)
+    restarted.connect()
+    assert restarted.try_lead()
+    try:
+        assert drain(restarted) == 1
+    finally:
+        restarted.close()
+    assert [r[1] for r in changes(admin)] == ["lists"]
+
+
+def test_only_one_leader_and_standby_takes_over(feed, admin, database, settings):
+    standby = Feed(database, settings)
+    standby.connect()
+    try:
+        assert not standby.try_lead()
+        feed.close()  # the leader's connection goes away with it
+        assert standby.try_lead()
+        make_list(admin, uuid.uuid4())
+        assert drain(standby) == 1
+    finally:
+        standby.close()
+
+
+def test_relation_change_after_ddl(feed, admin):
+    list_id = make_list(admin, uuid.uuid4())
+    drain(feed)
+    admin.execute("alter table public.todos add column note text, add column weight numeric")
+    admin.execute("insert into public.todos (list_id, title, note, weight) values (%s, 'x', 'hello', 1.50)",
+                  (list_id,))
+    drain(feed)
+    row = changes(admin)[-1][4]
+    assert row["note"] == "hello" and float(row["weight"]) == 1.5
+
+
+def test_toasted_value_survives_an_update_of_another_column(feed, admin):
+    list_id = make_list(admin, uuid.uuid4())
+    admin.execute("alter table public.todos drop constraint todos_title_check")
+    admin.execute("alter table public.todos add column body text")
+    admin.execute("alter table public.todos alter column body set storage external")
+    body = "".join(str(uuid.uuid4()) for _ in range(2000))  # ~72 kB: stored out of line
+    todo = admin.execute("insert into public.todos (list_id, title, body) values (%s, 'big', %s) returning id",
+                         (list_id, body)).fetchone()[0]
+    admin.execute("update public.todos set done = true where id = %s", (todo,))
+    drain(feed)
+    update = changes(admin)[-1]
+    assert update[2] == "U"
+    assert update[4]["body"] == body
+    assert "body" not in update[5]
+
+
+def test_truncate_and_large_transaction(feed, admin):
+    list_id = make_list(admin, uuid.uuid4())
+    admin.execute("insert into public.todos (list_id, title) select %s, 'n' || g from generate_series(1, 25000) g",
+                  (list_id,))
+    admin.execute("truncate public.todos")
+    total = drain(feed)
+    assert total == 1 + 25000 + 1
+    ops = admin.execute("select op, count(*) from sync.changes group by op order by op").fetchall()
+    assert ops == [("I", 25001), ("T", 1)]
+
+
+def test_user_transactions_do_not_notify_and_the_feed_does(feed, admin, database):
+    with psycopg.connect(database, autocommit=True) as listener:
+        listener.execute("listen tuskbase_sync")
+        make_list(admin, uuid.uuid4())
+        assert list(listener.notifies(timeout=0.3, stop_after=1)) == []
+        drain(feed)
+        notes = list(listener.notifies(timeout=2, stop_after=1))
+        assert [n.payload for n in notes] == ["1"]
+
+
+def _feed_process(database, tmp_path, name):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_JWT_SECRET
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSKBASE_")}
+    env.update({"TUSKBASE_DATABASE_URL": database, "TUSKBASE_JWT_SECRET": TEST_JWT_SECRET,
+                "TUSKBASE_DATA_DIR": str(tmp_path / name), "TUSKBASE_SYNC_FEED_STANDBY_MS": "100"})
+    return subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "feed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for(predicate, timeout=20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_processes_leader_killed_under_load_standby_takes_over_exactly_once(database, admin, tmp_path):
+    """`tuskbase feed` x2: SIGKILL the leader while writes go on; the standby resumes with no loss or dup."""
+    import signal
+    import threading
+
+    leader = _feed_process(database, tmp_path, "a")
+    standby = None
+    try:
+        assert _wait_for(lambda: admin.execute(
+            "select 1 from pg_replication_slots where database = current_database()").fetchone())
+        list_id = make_list(admin, uuid.uuid4())
+        assert _wait_for(lambda: admin.execute("select seq from sync.feed_state").fetchone()[0] >= 1)
+        standby = _feed_process(database, tmp_path, "b")
+        written = []
+        stop = threading.Event()
+
+        def writer():
+            with psycopg.connect(database, autocommit=True) as conn:
+                while not stop.is_set() and len(written) < 3000:
+                    with conn.transaction():
+                        for _ in range(10):
+                            conn.execute("insert into public.todos (list_id, title) values (%s, 'w')", (list_id,))
+                    written.append(10)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert _wait_for(lambda: admin.execute("select count(*) from sync.changes").fetchone()[0] > 200)
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(10)
+        _wait_for(lambda: len(written) >= 300, timeout=30)
+        stop.set()
+        thread.join(30)
+        total = sum(written)
+        admin.execute("select pg_logical_emit_message(false, 'test', '', true)")
+        assert _wait_for(lambda: admin.execute(
+            "select count(*) from sync.changes where op = 'I' and tbl = 3").fetchone()[0] >= total, timeout=30)
+        stats = admin.execute("select count(*), count(distinct key), max(seq) from sync.changes "
+                              "where tbl = 3").fetchone()
+        assert stats[0] == stats[1] == total
+        seqs = admin.execute("select count(*), max(seq) from sync.changes").fetchone()
+        assert seqs[0] == seqs[1]  # no gap, no duplicate seq
+        standby.send_signal(signal.SIGTERM)
+        assert standby.wait(15) == 0
+        assert b"Traceback" not in standby.stderr.read()
+    finally:
+        for process in (leader, standby):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
