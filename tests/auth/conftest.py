@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import socket
 import threading
@@ -16,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient
 
+from tests.auth.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, Server
 from tuskbase.config import Settings
 
 AUTH_DEFAULTS: dict[str, Any] = {
@@ -43,6 +45,10 @@ def settings(settings: Settings, auth_overrides: dict[str, Any], request: pytest
     if "smtp" in request.fixturenames:
         _mailbox, port = request.getfixturevalue("smtp")
         overrides["smtp_url"] = f"smtp://127.0.0.1:{port}"
+    if "oidc" in request.fixturenames:
+        provider = request.getfixturevalue("oidc")
+        overrides["auth_oidc_providers"] = json.dumps({"keycloak": {
+            "issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}})
     return settings.replace(**overrides)
 
 
@@ -134,3 +140,12 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
         yield mailbox, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def oidc() -> Iterator[Provider]:
+    """A local OIDC provider (issuer http://127.0.0.1:<port>) that Tuskbase is configured to trust as `keycloak`."""
+    port = _free_port()
+    provider = Provider(issuer=f"http://127.0.0.1:{port}")
+    with Server(provider.app(), port):
+        yield provider
