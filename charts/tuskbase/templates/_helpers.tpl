@@ -1,0 +1,162 @@
+{{/* Names and labels. */}}
+{{- define "tuskbase.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tuskbase.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tuskbase.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tuskbase.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tuskbase.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tuskbase.labels" -}}
+helm.sh/chart: {{ include "tuskbase.chart" . }}
+{{ include "tuskbase.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tuskbase
+{{- end }}
+
+{{- define "tuskbase.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The Secret holding the secret settings: the user's own, or the one this chart makes. */}}
+{{- define "tuskbase.secretName" -}}
+{{- default (include "tuskbase.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{/* ConfigMap data: every non-secret setting, as strings. */}}
+{{- define "tuskbase.configData" -}}
+{{- range $key, $value := .Values.config }}
+{{ $key }}: {{ toString $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Secret data: the secret settings, base64. The three the processes cannot do without are required. */}}
+{{- define "tuskbase.secretData" -}}
+{{- $secrets := .Values.secrets | default dict }}
+{{- range $key := list "TUSKBASE_DATABASE_URL" "TUSKBASE_JWT_SECRET" "TUSKBASE_AUTHENTICATOR_PASSWORD" }}
+{{- $_ := required (printf "secrets.%s is required (or set existingSecret): see values.yaml" $key) (get $secrets $key) }}
+{{- end }}
+{{- range $key, $value := $secrets }}
+{{ $key }}: {{ toString $value | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Annotations that roll the pods when a setting changes. */}}
+{{- define "tuskbase.checksums" -}}
+checksum/config: {{ include "tuskbase.configData" . | sha256sum }}
+{{- if not .Values.existingSecret }}
+checksum/secret: {{ include "tuskbase.secretData" . | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment of every Tuskbase container. Arguments: (dict "root" $ "component" "api" "configName" NAME
+"secretName" NAME). Values set by the chart come after envFrom, so they win over the same key in `config`.
+*/}}
+{{- define "tuskbase.env" -}}
+{{- $root := .root }}
+envFrom:
+  - configMapRef:
+      name: {{ .configName }}
+  - secretRef:
+      name: {{ .secretName }}
+env:
+  - name: TUSKBASE_DATA_DIR
+    value: /var/lib/tuskbase
+  {{- with $root.Values.app.dir }}
+  - name: TUSKBASE_APP_DIR
+    value: {{ . | quote }}
+  {{- end }}
+  {{- if eq .component "api" }}
+  - name: TUSKBASE_HOST
+    value: "0.0.0.0"
+  - name: TUSKBASE_PORT
+    value: {{ $root.Values.api.port | quote }}
+  - name: TUSKBASE_WORKERS
+    value: {{ $root.Values.api.workers | quote }}
+  {{- end }}
+  {{- if eq .component "worker" }}
+  - name: TUSKBASE_WORKER_PROCESSES
+    value: {{ $root.Values.worker.processes | quote }}
+  - name: TUSKBASE_WORKER_THREADS
+    value: {{ $root.Values.worker.threads | quote }}
+  {{- end }}
+  {{- with $root.Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* Writable folders of a container whose root filesystem is read-only. */}}
+{{- define "tuskbase.volumeMounts" -}}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+  - name: data
+    mountPath: /var/lib/tuskbase
+  {{- with .Values.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{- define "tuskbase.volumes" -}}
+volumes:
+  - name: tmp
+    emptyDir: {}
+  - name: data
+    emptyDir: {}
+  {{- with .Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* Pod-level fields every pod shares. */}}
+{{- define "tuskbase.podCommon" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with .Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one component's objects: <fullname>-<component>, within the 63 characters of a name. */}}
+{{- define "tuskbase.componentName" -}}
+{{- printf "%s-%s" (include "tuskbase.fullname" .root | trunc 55 | trimSuffix "-") .component }}
+{{- end }}
