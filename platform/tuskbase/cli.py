@@ -258,7 +258,8 @@ def cmd_policies(settings: Settings, args: argparse.Namespace) -> int:
     server = start_embedded(settings) if settings.embedded else None
     try:
         check_database(settings)
-        policies.apply(db.admin_url(settings), settings.app_dir, progress=say)
+        policies.apply(db.admin_url(settings), settings.app_dir, progress=say, dry_run=args.dry_run,
+                       paths=args.paths or None)
     finally:
         if server is not None:
             server.stop()

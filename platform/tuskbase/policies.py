@@ -1,14 +1,21 @@
 """Row-level security policies kept as SQL files, one per table: `<schema>.<table>.sql`.
 
-`apply` makes the database match the files in one transaction: for every table with a file, the policies
-the database has are dropped and the file is run, so a changed policy is replaced and a policy removed from
-the file disappears. Running it twice leaves the same state.
+`apply` makes the database match the files in one transaction. For each file, inside a savepoint, the
+table's policies are dropped and the file is run; the table's RLS state (flags, policies as Postgres deparses
+them, grants) is compared before and after. Unchanged: the savepoint is rolled back, so a second run changes
+nothing at all (no catalog write, no schema-reload notification). Changed: the difference is the plan
+(`+ create`, `- drop`, `~ replace`, grants, RLS flags). `dry_run` prints the plan and rolls everything back.
+
+Before running anything, each file is parsed with pglast and must hold only statements for its own table
+(the same rule `tuskbase policies lint` reports as `other-table`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -16,6 +23,13 @@ from psycopg import sql
 
 PLATFORM_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 EXISTING_POLICIES = "select policyname from pg_policies where schemaname = %s and tablename = %s"
+STATE = """
+select c.relrowsecurity, c.relforcerowsecurity, coalesce(c.relacl::text[], '{}'),
+  coalesce((select json_object_agg(p.policyname, json_build_array(p.permissive, p.roles, p.cmd, p.qual, p.with_check))
+            from pg_policies p where p.schemaname = n.nspname and p.tablename = c.relname), '{}')::text
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = %s and c.relname = %s
+"""
 
 
 class PolicyError(RuntimeError):
@@ -40,6 +54,19 @@ class PolicyFile:
         return self.path.read_text()
 
 
+@dataclass
+class Plan:
+    """What `apply` changed (or, with dry_run, would change), one line per change."""
+
+    lines: list[str] = field(default_factory=list)
+    files: int = 0
+    changed_tables: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changed_tables)
+
+
 def folders(app_dir: Path | None) -> list[Path]:
     found = [PLATFORM_POLICIES]
     if app_dir is not None:
@@ -47,18 +74,98 @@ def folders(app_dir: Path | None) -> list[Path]:
     return [folder for folder in found if folder.is_dir()]
 
 
-def discover(app_dir: Path | None) -> list[PolicyFile]:
+def discover(app_dir: Path | None, paths: Iterable[Path] | None = None) -> list[PolicyFile]:
+    if paths:
+        found = []
+        for path in paths:
+            found.extend(sorted(path.glob("*.sql")) if path.is_dir() else [path])
+        return [PolicyFile.from_path(path) for path in found]
     return [PolicyFile.from_path(path) for folder in folders(app_dir) for path in sorted(folder.glob("*.sql"))]
 
 
-def apply(url: str, app_dir: Path | None, progress: Callable[[str], None] = lambda _line: None) -> int:
-    """Apply every policy file in one transaction; returns the number of files applied."""
-    files = discover(app_dir)
-    with psycopg.connect(url) as conn, conn.transaction():
+def apply(url: str, app_dir: Path | None, progress: Callable[[str], None] = lambda _line: None, *,
+          dry_run: bool = False, paths: Iterable[Path] | None = None) -> int:
+    """Apply every policy file in one transaction; returns the number of files read."""
+    return apply_plan(url, app_dir, progress, dry_run=dry_run, paths=paths).files
+
+
+def apply_plan(url: str, app_dir: Path | None, progress: Callable[[str], None] = lambda _line: None, *,
+               dry_run: bool = False, paths: Iterable[Path] | None = None) -> Plan:
+    files = discover(app_dir, paths)
+    for policy_file in files:
+        _check_targets(policy_file)
+    plan = Plan(files=len(files))
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=dry_run):
         for policy_file in files:
-            _replace_policies(conn, policy_file)
-    progress(f"policies applied from {len(files)} files")
-    return len(files)
+            _apply_file_guarded(conn, policy_file, plan)
+    verb = "would change" if dry_run else "changed"
+    for line in plan.lines:
+        progress(line)
+    if plan.changed:
+        progress(f"policies: {verb} {len(plan.changed_tables)} of {len(files)} tables"
+                 + (" (dry run, nothing applied)" if dry_run else ""))
+    else:
+        progress(f"policies: {len(files)} files, nothing to change")
+    return plan
+
+
+def _state(conn: psycopg.Connection, policy_file: PolicyFile) -> tuple[object, ...] | None:
+    return conn.execute(STATE, (policy_file.schema, policy_file.table)).fetchone()
+
+
+def _apply_file(conn: psycopg.Connection, policy_file: PolicyFile, plan: Plan) -> None:
+    before = _state(conn, policy_file)
+    if before is None:
+        raise PolicyError(f"{policy_file.path}:1: table {policy_file.schema}.{policy_file.table} does not exist")
+    savepoint = conn.transaction()
+    with savepoint:
+        _replace_policies(conn, policy_file)
+        after = _state(conn, policy_file)
+        assert after is not None
+        if after == before:
+            raise _Unchanged
+    name = f"{policy_file.schema}.{policy_file.table}"
+    plan.changed_tables.append(name)
+    old_policies, new_policies = json.loads(before[3]), json.loads(after[3])
+    for policy in sorted(set(old_policies) | set(new_policies)):
+        if policy not in old_policies:
+            plan.lines.append(f"+ create policy {policy} on {name}")
+        elif policy not in new_policies:
+            plan.lines.append(f"- drop policy {policy} on {name}")
+        elif old_policies[policy] != new_policies[policy]:
+            plan.lines.append(f"~ replace policy {policy} on {name}")
+    if before[0] != after[0]:
+        plan.lines.append(f"{'+ enable' if after[0] else '- disable'} row level security on {name}")
+    if before[1] != after[1]:
+        plan.lines.append(f"{'+ force' if after[1] else '- no force'} row level security on {name}")
+    for grant in sorted(set(after[2]) - set(before[2])):
+        plan.lines.append(f"+ grant {grant} on {name}")
+    for grant in sorted(set(before[2]) - set(after[2])):
+        plan.lines.append(f"- grant {grant} on {name}")
+
+
+class _Unchanged(Exception):
+    """Rolls the savepoint of a file whose application would change nothing."""
+
+
+def _apply_file_guarded(conn: psycopg.Connection, policy_file: PolicyFile, plan: Plan) -> None:
+    with contextlib.suppress(_Unchanged):
+        _apply_file(conn, policy_file, plan)
+
+
+def _check_targets(policy_file: PolicyFile) -> None:
+    from pglast.parser import ParseError
+
+    from tuskbase.policy_lint import check_policy_statement, statements
+
+    try:
+        found = statements(policy_file.path)
+    except ParseError as error:
+        raise PolicyError(f"{policy_file.path}:1: {error}") from None
+    for st in found:
+        for finding in check_policy_statement(st, (policy_file.schema, policy_file.table)):
+            if finding.rule == "other-table":
+                raise PolicyError(str(finding))
 
 
 def _replace_policies(conn: psycopg.Connection, policy_file: PolicyFile) -> None:
