@@ -65,7 +65,10 @@ async def create(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     password_hash = None
     if password is not None:
         password_hash = await passwords.hash_password(passwords.check_strength(ctx.settings, password))
-    user_id = users.parse_uuid(body["id"]) if body.get("id") else None
+    try:
+        user_id = uuid.UUID(str(body["id"])) if body.get("id") else None
+    except ValueError:
+        raise errors.bad_request("id must be a UUID") from None
     app_metadata = users.metadata(body.get("app_metadata"), "app_metadata")
     user_metadata = users.metadata(body.get("user_metadata") or body.get("data"), "user_metadata")
     role = _role(body) or "authenticated"

@@ -16,6 +16,17 @@ from litestar import Request, Response
 API_VERSION = "2024-01-01"
 API_VERSION_HEADER = "x-supabase-api-version"
 
+# Browsers (supabase-js on the web) call /auth/v1 cross-origin with these headers; tokens travel in headers,
+# never cookies, so any origin may call.
+CORS_HEADERS = {
+    "access-control-allow-origin": "*",
+    "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "access-control-allow-headers": "authorization, apikey, content-type, x-client-info, x-supabase-api-version, "
+                                    "x-device-id, x-device-platform, x-app-version",
+    "access-control-expose-headers": "x-sb-error-code, x-supabase-api-version, retry-after, x-total-count, link",
+    "access-control-max-age": "86400",
+}
+
 # Every code the service answers with, in one place.
 ANONYMOUS_PROVIDER_DISABLED = "anonymous_provider_disabled"
 BAD_CODE_VERIFIER = "bad_code_verifier"
@@ -81,6 +92,6 @@ def to_response(request: Request, error: AuthError) -> Response[bytes]:
     else:
         body = {"code": error.status, "error_code": error.code, "msg": error.message}
     body.update(error.extra)
-    headers = {"x-sb-error-code": error.code, API_VERSION_HEADER: API_VERSION, **error.headers}
+    headers = {"x-sb-error-code": error.code, API_VERSION_HEADER: API_VERSION, **CORS_HEADERS, **error.headers}
     return Response(msgspec.json.encode(body), status_code=error.status, media_type="application/json",
                     headers=headers)

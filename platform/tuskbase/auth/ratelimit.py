@@ -1,7 +1,7 @@
 """Fixed-window rate limits of the credential endpoints, counted in Postgres so every replica shares them.
 
-Each credential request counts once against its client IP and once against its identifier (email, phone
-or token hash); over either limit the answer is 429 with `Retry-After` (seconds to the window's end).
+Each credential request counts once against its client IP and once against its identifier (email or token
+hash), per endpoint; over either limit the answer is 429 with `Retry-After` (seconds to the window's end).
 The counters commit in their own transaction, before the credential check, so a failed guess still counts.
 """
 
@@ -27,7 +27,7 @@ async def hit(pool: asyncpg.Pool, settings: Settings, endpoint: str, ip: str | N
               identifier: str | None) -> None:
     buckets, keys = [], []
     if ip:
-        buckets.append("ip")
+        buckets.append("ip:" + endpoint)
         keys.append(ip)
     if identifier:
         buckets.append("id:" + endpoint)
@@ -37,7 +37,8 @@ async def hit(pool: asyncpg.Pool, settings: Settings, endpoint: str, ip: str | N
     async with store.transaction(pool) as conn:
         rows = await conn.fetch(HIT, buckets, keys, settings.auth_rate_limit_window)
     for row in rows:
-        limit = settings.auth_rate_limit_per_ip if row["bucket"] == "ip" else settings.auth_rate_limit_per_identifier
+        limit = (settings.auth_rate_limit_per_ip if row["bucket"].startswith("ip:")
+                 else settings.auth_rate_limit_per_identifier)
         if row["hits"] > limit:
             raise errors.AuthError(429, errors.OVER_REQUEST_RATE_LIMIT, "Request rate limit reached",
                                    headers={"Retry-After": str(row["retry_after"])})

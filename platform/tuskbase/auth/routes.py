@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException
@@ -281,8 +282,8 @@ def _positive(raw: str | None, default: int) -> int:
         value = int(raw) if raw else default
     except ValueError:
         raise errors.bad_request("page and per_page must be whole numbers") from None
-    if value < 1:
-        raise errors.bad_request("page and per_page must be at least 1")
+    if not 1 <= value <= 1_000_000:
+        raise errors.bad_request("page and per_page must be from 1 to 1000000")
     return value
 
 
@@ -293,6 +294,11 @@ def _auth_error(request: Request, error: errors.AuthError) -> Response[bytes]:
 def _http_error(request: Request, error: HTTPException) -> Response[bytes]:
     code = errors.VALIDATION_FAILED if error.status_code < 500 else errors.UNEXPECTED_FAILURE
     return errors.to_response(request, errors.AuthError(error.status_code, code, str(error.detail)))
+
+
+def _bad_value(request: Request, error: asyncpg.DataError) -> Response[bytes]:
+    # Input Postgres cannot store (a NUL character, an out-of-range number): the client's fault, not ours.
+    return errors.to_response(request, errors.AuthError(400, errors.VALIDATION_FAILED, f"Invalid value: {error}"))
 
 
 def _unexpected(request: Request, error: Exception) -> Response[bytes]:
@@ -310,7 +316,9 @@ ROUTES: list[Any] = [
             admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
             admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link,
         ],
-        exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, Exception: _unexpected},
-        response_headers=[ResponseHeader(name=errors.API_VERSION_HEADER, value=errors.API_VERSION)],
+        exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
+                            Exception: _unexpected},
+        response_headers=[ResponseHeader(name=errors.API_VERSION_HEADER, value=errors.API_VERSION)]
+        + [ResponseHeader(name=name, value=value) for name, value in errors.CORS_HEADERS.items()],
     )
 ]
