@@ -41,3 +41,74 @@ def changes(admin: psycopg.Connection) -> list[tuple]:
 
 def new_user() -> str:
     return str(uuid.uuid4())
+
+
+class SyncClient:
+    """A device: pulls through /sync/v1/pull (following has_more) and keeps the rows it was sent."""
+
+    def __init__(self, api, user_id: str, client_id: str | None = None) -> None:
+        import httpx
+
+        self.api = api
+        self.user_id = user_id
+        self.client_id = client_id or f"device-{uuid.uuid4().hex[:8]}"
+        self.token = api.user_token(user_id)
+        self.http = httpx.Client(base_url=api.url, headers=api.headers(self.token), timeout=30)
+        self.cursor: str | None = None
+        self.rows: dict[str, dict] = {}
+        self.log: list[dict] = []
+
+    def pull_once(self, limit: int | None = None, tables: list[str] | None = None, cursor="keep") -> dict:
+        body = {"client_id": self.client_id, "cursor": self.cursor if cursor == "keep" else cursor}
+        if limit is not None:
+            body["limit"] = limit
+        if tables is not None:
+            body["tables"] = tables
+        response = self.http.post("/sync/v1/pull", json=body)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        self.log.append(answer)
+        return answer
+
+    def apply(self, answer: dict) -> None:
+        if answer["reset"]:
+            self.rows, self.cursor = {}, None
+            return
+        for table, changes in answer["changes"].items():
+            rows = self.rows.setdefault(table, {})
+            for row in changes["created"] + changes["updated"]:
+                rows[_key(table, row)] = row
+            for key in changes["deleted"]:
+                rows.pop(key if isinstance(key, str) else json_key(key), None)
+        self.cursor = answer["cursor"]
+
+    def sync(self, limit: int | None = None) -> list[dict]:
+        """Pull until has_more is false; returns the answers."""
+        answers = []
+        while True:
+            answer = self.pull_once(limit)
+            self.apply(answer)
+            answers.append(answer)
+            if answer["reset"]:
+                continue
+            if not answer["has_more"]:
+                return answers
+
+    def ids(self, table: str) -> set:
+        return set(self.rows.get(table, {}))
+
+
+def json_key(key: dict) -> str:
+    import json
+
+    return json.dumps(key, sort_keys=True)
+
+
+def _key(table: str, row: dict):
+    if table == "list_members":
+        return json_key({"list_id": row["list_id"], "user_id": row["user_id"]})
+    return row["id"]
+
+
+def received(answers: list[dict], table: str, kind: str) -> list:
+    return [item for a in answers for item in a["changes"].get(table, {}).get(kind, [])]

@@ -1,0 +1,31 @@
+"""Errors of the sync service: stable, greppable codes, one JSON shape, translated to HTTP in routes.py.
+
+Wire format: `{"code": "SYNC101", "message": "...", "details": ...}` with the HTTP status below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BAD_REQUEST = ("SYNC100", 400)  # malformed body or parameter
+BAD_CURSOR = ("SYNC101", 400)  # a cursor that is not one of ours, or of another client
+UNKNOWN_TABLE = ("SYNC102", 400)  # not a served table
+BAD_CLIENT = ("SYNC103", 400)  # client_id missing or malformed
+CLIENT_OWNED = ("SYNC104", 403)  # the client id belongs to another user
+UNAUTHORIZED = ("SYNC105", 401)  # no valid apikey / token
+REFUSED = ("SYNC110", 409)  # a push refused (per-row reasons in details)
+TOO_LARGE = ("SYNC111", 413)  # a push with too many rows
+
+
+class SyncError(Exception):
+    def __init__(self, kind: tuple[str, int], message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.status = kind
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body

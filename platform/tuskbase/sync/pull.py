@@ -1,0 +1,453 @@
+"""Pull: what a user may see now, as the difference with what this client was last sent.
+
+Callable from any route (the HTTP one is `POST /sync/v1/pull` in routes.py)::
+
+    result = await pull(pool, claims, claims_json, client_id="device-1", cursor=None, limit=None,
+                        tables=None, settings=settings)
+    result.changes      # {public table name: TableChanges(created=[row json text], updated=[...], deleted=[key])}
+    result.cursor       # opaque text, to send back on the next pull (None with reset)
+    result.has_more     # pull again at once with the new cursor
+    result.reset        # the client must drop its synced data and pull again with no cursor
+    result.body()       # the JSON answer of /sync/v1/pull, as bytes
+
+`pool` is the API's asyncpg pool (login role `authenticator`), `claims` the verified token claims and
+`claims_json` their JSON (as `ClaimsCache.from_headers` returns them). Raises `errors.SyncError`.
+
+How (see DESIGN.md, Sync): the server keeps, per client, a view record (`sync.client_rows`: row key ->
+version sent, the row's `xmin`). RLS decides visibility; rows are always read now, under the user's role, never
+from the change log. Two modes:
+
+- incremental: the keys changed in `sync.changes` since the cursor's seq are looked up under RLS and compared
+  with the view record: visible and newer -> created/updated; invisible but held by the client -> deleted;
+  invisible and never sent -> nothing (not even the id). The change log's seq follows commit order, so the
+  cursor never skips a commit that committed late.
+- diff: when something that decides visibility changed (a table a policy reads, a policy, the token's claims,
+  a TRUNCATE, a new slot), every visible row is compared with the view record (pass A, in key order), then
+  every held row is checked for visibility (pass B). Exact for any policy; paged by the cursor.
+
+A pull with nothing new answers from `sync.clients` and `sync.feed_state` alone, without reading synced tables.
+
+Lost answers: each pull that changes the view record gets a number and a nonce, and the record keeps the
+version before it. A client presenting the previous cursor again (it never got the answer) has that pull undone
+first; any other stale cursor is answered `reset`. A cursor older than the retained change log: `reset`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuskbase.config import Settings
+from tuskbase.sync import catalog as catalog_module
+from tuskbase.sync.catalog import Catalog, Table
+from tuskbase.sync.errors import BAD_CLIENT, BAD_CURSOR, BAD_REQUEST, CLIENT_OWNED, UNKNOWN_TABLE, SyncError
+
+CHUNK = 2000
+VOLATILE_CLAIMS = ("iat", "exp", "nbf", "jti", "session_id")
+
+BEGIN = (
+    "select set_config('role', 'service_role', true), set_config('request.jwt.claims', $1, true), "
+    "pg_advisory_xact_lock(hashtext('tuskbase_sync_client:' || $2))"
+)
+AS_ROLE = "select set_config('role', $1, true)"
+CLIENT_STATE = """
+select c.user_key, c.pull_no, c.nonce, c.prev_nonce, f.seq, f.pruned_seq, f.epoch
+from sync.feed_state f left join sync.clients c on c.client_id = $1
+"""
+NEW_CLIENT = "insert into sync.clients (client_id, user_key) values ($1, $2)"
+FORGET_VIEW = """
+with gone as (delete from sync.client_rows where client_id = $1)
+update sync.clients set nonce = null, prev_nonce = null where client_id = $1
+"""
+UNDO_ROWS = """
+with gone as (
+  delete from sync.client_rows
+  where client_id = $1 and pull_no = $2 and prev_version is null and pushed is null
+)
+update sync.client_rows set version = prev_version, prev_version = null, pull_no = $2 - 1
+where client_id = $1 and pull_no = $2 and (prev_version is not null or pushed is not null)
+"""
+UNDO_CLIENT = (
+    "update sync.clients set pull_no = pull_no - 1, nonce = prev_nonce, prev_nonce = null where client_id = $1"
+)
+SAVE_CLIENT = (
+    "update sync.clients set pull_no = $2, nonce = $3, prev_nonce = nonce, seen_at = now() where client_id = $1"
+)
+TOUCH_CLIENT = "update sync.clients set seen_at = now() where client_id = $1 and seen_at < now() - interval '1 hour'"
+DROP_TOMBSTONES = (
+    "delete from sync.client_rows where client_id = $1 and version is null and pushed is null and pull_no < $2"
+)
+NEEDS_DIFF = """
+select exists (
+  select 1 from sync.changes
+  where seq > $1 and seq <= $2
+    and ((tbl = any($3::int[]) and (op <> 'U' or cols && $4::text[])) or (op = 'T' and tbl = any($5::int[])))
+)
+"""
+CHANGED_KEYS = """
+select seq, tbl, key::text from sync.changes
+where seq > $1 and seq <= $2 and tbl = any($3::int[]) and op <> 'T'
+order by seq limit $4
+"""
+VIEW_VERSIONS = """
+select key::text, version from sync.client_rows
+where client_id = $1 and tbl = $2 and key = any($3::jsonb[])
+"""
+VIEW_HELD = """
+select key::text from sync.client_rows
+where client_id = $1 and tbl = $2 and version is not null and ($3::jsonb is null or key > $3::jsonb)
+order by key limit $4
+"""
+HAS_VIEW = "select exists (select 1 from sync.client_rows where client_id = $1 and version is not null)"
+RECORD = """
+insert into sync.client_rows as r (client_id, tbl, key, version, pull_no)
+select $1, t, k, v, $2 from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, v)
+on conflict (client_id, tbl, key) do update
+set prev_version = case when r.pull_no < excluded.pull_no then r.version else r.prev_version end,
+    version = excluded.version, pull_no = excluded.pull_no
+"""
+
+
+@dataclass
+class TableChanges:
+    created: list[str] = field(default_factory=list)  # row JSON texts
+    updated: list[str] = field(default_factory=list)
+    deleted: list[Any] = field(default_factory=list)  # key values (one-column key) or key objects
+
+    def to_json(self) -> str:
+        deleted = json.dumps(self.deleted, separators=(",", ":"))
+        return f'{{"created":[{",".join(self.created)}],"updated":[{",".join(self.updated)}],"deleted":{deleted}}}'
+
+
+@dataclass
+class PullResult:
+    changes: dict[str, TableChanges]
+    cursor: str | None
+    has_more: bool
+    reset: bool = False
+
+    def body(self) -> bytes:
+        tables = ",".join(f"{json.dumps(name)}:{c.to_json()}" for name, c in self.changes.items())
+        return (f'{{"changes":{{{tables}}},"cursor":{json.dumps(self.cursor)},'
+                f'"has_more":{json.dumps(self.has_more)},"reset":{json.dumps(self.reset)}}}').encode()
+
+    @property
+    def count(self) -> int:
+        return sum(len(c.created) + len(c.updated) + len(c.deleted) for c in self.changes.values())
+
+
+@dataclass
+class Cursor:
+    """What the client holds between pulls. Not secret: every row it leads to is read under the user's RLS."""
+
+    client: str
+    pull_no: int
+    nonce: str | None
+    seq: int  # every change up to this seq is reflected in what the client was sent
+    epoch: int
+    fingerprint: str  # catalog fingerprint and claims hash the view was computed with
+    diff: dict[str, Any] | None = None  # an unfinished diff: {"u": target seq, "q": [tbl ids], "ph": "a"|"b",
+    #                                      "k": resume key json or None, "f": fresh (no view held before)}
+
+    def encode(self) -> str:
+        raw = json.dumps({"v": 1, "c": self.client, "p": self.pull_no, "n": self.nonce, "s": self.seq,
+                          "e": self.epoch, "f": self.fingerprint, "d": self.diff}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, client_id: str) -> Cursor:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            if raw.get("v") != 1:
+                raise ValueError("version")
+            cursor = cls(raw["c"], int(raw["p"]), raw["n"], int(raw["s"]), int(raw["e"]), str(raw["f"]), raw["d"])
+            if cursor.diff is not None and not isinstance(cursor.diff, dict):
+                raise ValueError("diff")
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise SyncError(BAD_CURSOR, "cursor is not one this server issued") from None
+        if cursor.client != client_id:
+            raise SyncError(BAD_CURSOR, "cursor belongs to another client_id")
+        return cursor
+
+
+def claims_hash(claims: dict[str, Any]) -> str:
+    stable = {k: v for k, v in claims.items() if k not in VOLATILE_CLAIMS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def user_key(claims: dict[str, Any]) -> str:
+    return str(claims.get("sub") or claims.get("role"))
+
+
+def check_client_id(client_id: Any) -> str:
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
+        raise SyncError(BAD_CLIENT, "client_id must be a string of 1 to 128 characters")
+    return client_id
+
+
+class _Page:
+    """The records of one answer, bounded by `limit`, and the view record writes they imply."""
+
+    def __init__(self, limit: int, tables: list[Table]) -> None:
+        self.room = limit
+        self.changes = {t.public_name: TableChanges() for t in tables}
+        self.view: tuple[list[int], list[str], list[int | None]] = ([], [], [])
+
+    def put(self, table: Table, kind: str, key: str, version: int | None, row: str | None) -> None:
+        changes = self.changes[table.public_name]
+        if kind == "deleted":
+            changes.deleted.append(table.key_value(json.loads(key)))
+        else:
+            getattr(changes, kind).append(row)
+        self.view[0].append(table.id)
+        self.view[1].append(key)
+        self.view[2].append(version)
+        self.room -= 1
+
+
+class _Session:
+    """One pull's connection, switching between service_role (bookkeeping) and the user's role (data)."""
+
+    def __init__(self, conn: Any, role: str) -> None:
+        self.conn = conn
+        self.role = role
+        self.current = "service_role"
+
+    async def as_user(self) -> Any:
+        if self.current != self.role:
+            await self.conn.execute(AS_ROLE, self.role)
+            self.current = self.role
+        return self.conn
+
+    async def as_service(self) -> Any:
+        if self.current != "service_role":
+            await self.conn.execute(AS_ROLE, "service_role")
+            self.current = "service_role"
+        return self.conn
+
+
+async def pull(
+    pool: Any,
+    claims: dict[str, Any],
+    claims_json: str,
+    *,
+    client_id: str,
+    cursor: str | None,
+    limit: int | None,
+    tables: list[str] | None,
+    settings: Settings,
+) -> PullResult:
+    client_id = check_client_id(client_id)
+    if limit is None:
+        limit = settings.sync_pull_limit_default
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise SyncError(BAD_REQUEST, "limit must be a positive integer")
+    limit = min(limit, settings.sync_pull_limit_max)
+    given = Cursor.decode(cursor, client_id) if cursor else None
+    role = claims["role"]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(BEGIN, claims_json, client_id)
+        session = _Session(conn, role)
+        catalog = await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
+        wanted = _requested(catalog, tables)
+        return await _pull(session, catalog, wanted, claims, client_id, given, limit)
+
+
+def _requested(catalog: Catalog, names: list[str] | None) -> list[Table]:
+    if names is None:
+        return sorted(catalog.served(), key=lambda t: t.id)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SyncError(BAD_REQUEST, "tables must be a list of table names")
+    found = []
+    for name in names:
+        table = catalog.by_name.get(name)
+        if table is None or not table.served:
+            raise SyncError(UNKNOWN_TABLE, f"{name!r} is not a synced table")
+        found.append(table)
+    return sorted(set(found), key=lambda t: t.id)
+
+
+async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims: dict[str, Any], client_id: str,
+                given: Cursor | None, limit: int) -> PullResult:
+    conn = session.conn
+    owner, pull_no, nonce, prev_nonce, feed_seq, pruned_seq, epoch = await conn.fetchrow(CLIENT_STATE, client_id)
+    me = user_key(claims)
+    if owner is None:
+        await conn.execute(NEW_CLIENT, client_id, me)
+        pull_no, nonce, prev_nonce = 0, None, None
+    elif owner != me:
+        raise SyncError(CLIENT_OWNED, "this client_id is registered to another user")
+    fingerprint = f"{catalog.fingerprint}.{claims_hash(claims)}"
+    fresh = given is None
+    if given is not None:
+        if (given.pull_no, given.nonce) == (pull_no, nonce):
+            if pull_no % 32 == 0 and pull_no:
+                await conn.execute(DROP_TOMBSTONES, client_id, pull_no)
+        elif (given.pull_no, given.nonce) == (pull_no - 1, prev_nonce) and prev_nonce is not None:
+            # The answer to pull `pull_no` never reached the client: undo it, then answer again.
+            await conn.execute(UNDO_ROWS, client_id, pull_no)
+            await conn.execute(UNDO_CLIENT, client_id)
+            pull_no, nonce, prev_nonce = pull_no - 1, prev_nonce, None
+        else:
+            return PullResult({}, None, False, reset=True)
+        since = given.diff["u"] if given.diff else given.seq
+        if since < pruned_seq:
+            return PullResult({}, None, False, reset=True)
+    else:
+        # A first sync (or a re-sync after reset): the client holds nothing, and no earlier pull can be undone.
+        await conn.execute(FORGET_VIEW, client_id)
+        nonce = None
+    await conn.execute(TOUCH_CLIENT, client_id)
+
+    page = _Page(limit, wanted)
+    wanted_ids = [t.id for t in wanted]
+    if fresh:
+        diff: dict[str, Any] | None = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None, "f": True}
+        seq = feed_seq
+    else:
+        assert given is not None
+        diff, seq = given.diff, given.seq
+        if diff is None and (given.epoch != epoch or given.fingerprint != fingerprint):
+            diff = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None,
+                    "f": not await conn.fetchval(HAS_VIEW, client_id)}
+        elif diff is None and seq < feed_seq and await _needs_diff(conn, catalog, wanted, seq, feed_seq):
+            diff = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None, "f": False}
+
+    has_more = False
+    if diff is not None:
+        finished = await _diff(session, catalog, client_id, diff, page)
+        if finished:
+            seq, diff = diff["u"], None
+        else:
+            has_more = True
+    if diff is None and page.room > 0 and seq < feed_seq:
+        seq, has_more = await _incremental(session, catalog, wanted, client_id, seq, feed_seq, page)
+
+    if page.view[0]:
+        conn = await session.as_service()
+        pull_no += 1
+        nonce = secrets.token_urlsafe(9)
+        await conn.execute(RECORD, client_id, pull_no, *page.view)
+        await conn.execute(SAVE_CLIENT, client_id, pull_no, nonce)
+    new_cursor = Cursor(client_id, pull_no, nonce, seq, epoch, fingerprint, diff)
+    return PullResult(page.changes, new_cursor.encode(), has_more)
+
+
+async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: int, until: int) -> bool:
+    if any(t.deps is None for t in wanted):
+        return True
+    deps = sorted({d for t in wanted for d in (t.deps or ())})
+    columns = sorted({c for t in wanted for c in t.dep_columns})
+    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in wanted])
+
+
+async def _incremental(session: _Session, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
+                       until: int, page: _Page) -> tuple[int, bool]:
+    conn = await session.as_service()
+    asked = page.room
+    rows = await conn.fetch(CHANGED_KEYS, since, until, [t.id for t in wanted], asked)
+    if not rows:
+        return until, False
+    by_table: dict[int, dict[str, None]] = {}
+    for _seq, tbl, key in rows:
+        by_table.setdefault(tbl, {})[key] = None
+    for tbl, keys in by_table.items():
+        await _compare(session, catalog.tables[tbl], client_id, list(keys), page, held_only=False)
+    if len(rows) == asked and rows[-1][0] < until:
+        return rows[-1][0], True
+    return until, False
+
+
+async def _compare(session: _Session, table: Table, client_id: str, keys: list[str], page: _Page,
+                   *, held_only: bool) -> None:
+    """Send what changed among `keys` (held_only: only deletes of keys the client holds)."""
+    user = await session.as_user()
+    array = "[" + ",".join(keys) + "]"
+    if held_only:
+        visible = {key: None for (key,) in await user.fetch(table.sql["visible_keys"], array)}
+        for key in keys:
+            if key not in visible:
+                page.put(table, "deleted", key, None, None)
+        return
+    found = {key: (version, row) for key, version, row in await user.fetch(table.sql["by_keys"], array)}
+    service = await session.as_service()
+    held = {key: version for key, version in await service.fetch(VIEW_VERSIONS, client_id, table.id, keys)}
+    for key in keys:
+        now = found.get(key)
+        sent = held.get(key)
+        if now is not None:
+            if sent != now[0]:
+                page.put(table, "created" if sent is None else "updated", key, now[0], now[1])
+        elif sent is not None:
+            page.put(table, "deleted", key, None, None)
+
+
+async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
+    """Advance the diff in `diff` (mutated) until the page is full; True when it is complete."""
+    while diff["q"]:
+        table = catalog.tables.get(diff["q"][0])
+        if table is None or not table.served:
+            diff["q"].pop(0)
+            continue
+        if diff["ph"] == "a":
+            done = await _diff_visible(session, table, client_id, diff, page)
+            if not done:
+                return False
+            diff["ph"], diff["k"] = "b", None
+        if not diff["f"]:
+            done = await _diff_held(session, table, client_id, diff, page)
+            if not done:
+                return False
+        diff["q"].pop(0)
+        diff["ph"], diff["k"] = "a", None
+    return True
+
+
+async def _diff_visible(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
+    """Pass A: visible rows in key order that the client lacks or holds in another version."""
+    while page.room > 0:
+        size = min(max(page.room, 100), CHUNK)
+        user = await session.as_user()
+        if diff["k"] is None:
+            rows = await user.fetch(table.sql["scan_first"], size)
+        else:
+            rows = await user.fetch(table.sql["scan_after"], diff["k"], size)
+        held: dict[str, int | None] = {}
+        if not diff["f"] and rows:
+            service = await session.as_service()
+            held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
+        for key, version, row in rows:
+            sent = held.get(key)
+            if sent != version:
+                page.put(table, "created" if sent is None else "updated", key, version, row)
+            diff["k"] = key
+            if page.room == 0:
+                return len(rows) < size and key == rows[-1][0]
+        if len(rows) < size:
+            return True
+    return False
+
+
+async def _diff_held(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
+    """Pass B: rows the client holds that it may no longer see."""
+    while page.room > 0:
+        service = await session.as_service()
+        keys = [k for (k,) in await service.fetch(VIEW_HELD, client_id, table.id, diff["k"], CHUNK)]
+        if not keys:
+            return True
+        user = await session.as_user()
+        visible = {k for (k,) in await user.fetch(table.sql["visible_keys"], "[" + ",".join(keys) + "]")}
+        for key in keys:
+            if key not in visible:
+                page.put(table, "deleted", key, None, None)
+            diff["k"] = key
+            if page.room == 0:
+                return len(keys) < CHUNK and key == keys[-1]
+        if len(keys) < CHUNK:
+            return True
+    return False

@@ -1,0 +1,208 @@
+"""Pull: RLS-correct deltas with move-in and move-out, paging, cursors, lost answers, reset."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+
+from tests.sync.conftest import SyncClient, drain, new_user, received
+
+
+def make_list(admin, owner, title="list"):
+    return str(admin.execute("insert into public.lists (owner_id, title) values (%s, %s) returning id",
+                             (owner, title)).fetchone()[0])
+
+
+def make_todo(admin, list_id, title="todo"):
+    return str(admin.execute("insert into public.todos (list_id, title) values (%s, %s) returning id",
+                             (list_id, title)).fetchone()[0])
+
+
+def ids(answers, table, kind):
+    return {row["id"] if isinstance(row, dict) else row for row in received(answers, table, kind)}
+
+
+def test_first_pull_returns_only_what_the_user_may_see(api, admin, feed):
+    alice, bob = new_user(), new_user()
+    mine = make_list(admin, alice)
+    todos = {make_todo(admin, mine, f"a{i}") for i in range(3)}
+    theirs = make_list(admin, bob)
+    hidden = make_todo(admin, theirs, "bob's")
+    drain(feed)
+    device = SyncClient(api, alice)
+    device.sync()
+    assert device.ids("lists") == {mine}
+    assert device.ids("todos") == todos
+    assert hidden not in device.ids("todos") and theirs not in device.ids("lists")
+
+
+def test_membership_grant_and_revocation_move_rows_in_and_out(api, admin, feed):
+    alice, bob = new_user(), new_user()
+    shared = make_list(admin, alice, "shared")
+    todos = {make_todo(admin, shared, f"t{i}") for i in range(4)}
+    drain(feed)
+    phone = SyncClient(api, bob)
+    phone.sync()
+    assert phone.ids("todos") == set() and phone.ids("lists") == set()
+
+    admin.execute("insert into public.list_members (list_id, user_id) values (%s, %s)", (shared, bob))
+    drain(feed)
+    answers = phone.sync()
+    assert ids(answers, "todos", "created") == todos
+    assert ids(answers, "lists", "created") == {shared}
+    assert phone.ids("todos") == todos
+
+    admin.execute("delete from public.list_members where list_id = %s and user_id = %s", (shared, bob))
+    drain(feed)
+    answers = phone.sync()
+    assert set(received(answers, "todos", "deleted")) == todos
+    assert set(received(answers, "lists", "deleted")) == {shared}
+    assert phone.ids("todos") == set() and phone.ids("lists") == set() and phone.ids("list_members") == set()
+
+
+def test_update_out_of_view_and_delete_arrive_as_deletes_never_seen_rows_never_sent(api, admin, feed):
+    alice, bob = new_user(), new_user()
+    shared = make_list(admin, alice)
+    private = make_list(admin, alice)
+    admin.execute("insert into public.list_members (list_id, user_id) values (%s, %s)", (shared, bob))
+    moving, deleted, kept = (make_todo(admin, shared, t) for t in ("moving", "deleted", "kept"))
+    drain(feed)
+    phone = SyncClient(api, bob)
+    phone.sync()
+    assert phone.ids("todos") == {moving, deleted, kept}
+
+    admin.execute("update public.todos set list_id = %s where id = %s", (private, moving))
+    admin.execute("delete from public.todos where id = %s", (deleted,))
+    admin.execute("update public.todos set title = 'renamed' where id = %s", (kept,))
+    ghost = make_todo(admin, private, "never visible to bob")
+    admin.execute("update public.todos set title = 'still hidden' where id = %s", (ghost,))
+    gone_ghost = make_todo(admin, private, "created and deleted")
+    admin.execute("delete from public.todos where id = %s", (gone_ghost,))
+    drain(feed)
+    answers = phone.sync()
+    assert set(received(answers, "todos", "deleted")) == {moving, deleted}
+    assert [r["title"] for r in received(answers, "todos", "updated")] == ["renamed"]
+    everything = str(answers)
+    assert ghost not in everything and gone_ghost not in everything and private not in everything
+
+
+def test_commits_out_of_start_order_are_all_delivered(api, admin, feed, database):
+    alice = new_user()
+    mine = make_list(admin, alice)
+    drain(feed)
+    device = SyncClient(api, alice)
+    device.sync()
+    with psycopg.connect(database) as slow:
+        slow.execute("insert into public.todos (list_id, title) values (%s, 'started first')", (mine,))
+        fast = make_todo(admin, mine, "committed first")
+        drain(feed)
+        answers = device.sync()
+        assert ids(answers, "todos", "created") == {fast}
+        slow.commit()
+    drain(feed)
+    answers = device.sync()
+    assert [r["title"] for r in received(answers, "todos", "created")] == ["started first"]
+
+
+def test_paging_delivers_every_row_once(api, admin, feed):
+    alice = new_user()
+    mine = make_list(admin, alice)
+    todos = {make_todo(admin, mine, f"t{i}") for i in range(23)}
+    drain(feed)
+    device = SyncClient(api, alice)
+    answers = device.sync(limit=5)
+    assert len(answers) >= 5
+    assert all(sum(len(v) for c in a["changes"].values() for v in c.values()) <= 5 for a in answers)
+    created = [r["id"] for r in received(answers, "todos", "created")]
+    assert sorted(created) == sorted(todos)
+    # later changes, paged too
+    more = {make_todo(admin, mine, f"m{i}") for i in range(7)}
+    drain(feed)
+    answers = device.sync(limit=3)
+    assert sorted(r["id"] for r in received(answers, "todos", "created")) == sorted(more)
+
+
+def test_lost_answer_is_answered_again(api, admin, feed):
+    alice = new_user()
+    mine = make_list(admin, alice)
+    device = SyncClient(api, alice)
+    device.sync()
+    first = make_todo(admin, mine, "first")
+    drain(feed)
+    lost = device.pull_once()  # the answer never reaches the device: its cursor stays
+    assert ids([lost], "todos", "created") == {first}
+    again = device.pull_once()
+    assert ids([again], "todos", "created") == {first}
+    device.apply(again)
+    second = make_todo(admin, mine, "second")
+    drain(feed)
+    answers = device.sync()
+    assert ids(answers, "todos", "created") == {second}
+    # a cursor two pulls old is not ours to guess about: reset
+    stale = device.log[0]["cursor"]
+    answer = device.pull_once(cursor=stale)
+    assert answer["reset"] is True and answer["cursor"] is None
+
+
+def test_cursor_older_than_retention_is_told_to_reset(api, admin, feed):
+    alice = new_user()
+    mine = make_list(admin, alice)
+    drain(feed)
+    device = SyncClient(api, alice)
+    device.sync()
+    make_todo(admin, mine)
+    drain(feed)
+    admin.execute("delete from sync.changes")
+    admin.execute("update sync.feed_state set pruned_seq = seq")
+    answer = device.pull_once()
+    assert answer["reset"] is True
+    device.apply(answer)
+    device.sync()
+    assert len(device.ids("todos")) == 1
+
+
+def test_empty_pull_reads_no_synced_table(api, admin, feed):
+    alice = new_user()
+    make_list(admin, alice)
+    drain(feed)
+    device = SyncClient(api, alice)
+    device.sync()
+    cursor = device.cursor
+    # If the pull touched a synced table it would fail: the user's role may no longer read them.
+    admin.execute("revoke select on public.todos, public.lists, public.list_members from authenticated")
+    answer = device.pull_once()
+    assert answer["cursor"] == cursor and answer["has_more"] is False
+    assert all(not v for c in answer["changes"].values() for v in c.values())
+
+
+def test_two_devices_of_one_user_and_client_ids_are_bound_to_users(api, admin, feed):
+    alice, mallory = new_user(), new_user()
+    mine = make_list(admin, alice)
+    make_todo(admin, mine)
+    drain(feed)
+    phone, tablet = SyncClient(api, alice), SyncClient(api, alice)
+    phone.sync()
+    tablet.sync()
+    assert phone.ids("todos") == tablet.ids("todos") and len(phone.ids("todos")) == 1
+    thief = SyncClient(api, mallory, client_id=phone.client_id)
+    response = thief.http.post("/sync/v1/pull", json={"client_id": phone.client_id, "cursor": phone.cursor})
+    assert response.status_code == 403 and response.json()["code"] == "SYNC104"
+
+
+def test_bad_requests_get_sync_errors(api):
+    import httpx
+
+    base = f"{api.url}/sync/v1/pull"
+    token = api.user_token(uuid.uuid4())
+    cases = [
+        ({}, None, 401, "SYNC105"),
+        (api.headers(token), b"not json", 400, "SYNC100"),
+        (api.headers(token), b'{"cursor": null}', 400, "SYNC103"),
+        (api.headers(token), b'{"client_id": "d", "cursor": "garbage!"}', 400, "SYNC101"),
+        (api.headers(token), b'{"client_id": "d", "tables": ["nope"]}', 400, "SYNC102"),
+        (api.headers(token), b'{"client_id": "d", "limit": 0}', 400, "SYNC100"),
+    ]
+    for headers, body, status, code in cases:
+        response = httpx.post(base, headers=headers, content=body or b"{}")
+        assert (response.status_code, response.json()["code"]) == (status, code), response.text
