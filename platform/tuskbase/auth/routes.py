@@ -18,6 +18,7 @@ from litestar.response import Redirect
 from tuskbase.auth import (
     admin,
     errors,
+    housekeeping,
     magiclink,
     oauth,
     otp,
@@ -322,3 +323,6 @@ ROUTES: list[Any] = [
         + [ResponseHeader(name=name, value=value) for name, value in errors.CORS_HEADERS.items()],
     )
 ]
+
+STARTUP = [housekeeping.start]
+SHUTDOWN = [housekeeping.stop]

@@ -34,7 +34,7 @@ insert into auth.refresh_tokens (token_hash, session_id, user_id, parent_id) val
 """
 SELECT_REFRESH_TOKEN = """
 select t.id, t.session_id, t.user_id, t.revoked, extract(epoch from now() - t.updated_at) as idle,
-       s.revoked_at, s.amr::text as amr
+       extract(epoch from now() - s.last_seen_at) as inactive, s.revoked_at, s.amr::text as amr
 from auth.refresh_tokens t join auth.sessions s on s.id = t.session_id
 where t.token_hash = $1
 for update of t, s
@@ -197,6 +197,11 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
         return RefreshOutcome(error=NOT_FOUND)
     if users.is_banned(user):
         return RefreshOutcome(error=errors.AuthError(400, errors.USER_BANNED, "User is banned"))
+    timeout = settings.auth_session_inactivity_timeout
+    if timeout and row["inactive"] > timeout:
+        await conn.execute(REVOKE_SESSION_FAMILY, row["session_id"], "inactivity")
+        return RefreshOutcome(error=errors.AuthError(
+            400, errors.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired (Inactivity)"))
     amr = users.load_json(row["amr"]) or amr_entry("password")
     if row["revoked"]:
         if row["idle"] > settings.auth_refresh_reuse_interval:
