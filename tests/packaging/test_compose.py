@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -174,6 +175,21 @@ def test_the_healthcheck_probe_fails_on_a_503():
         assert result.returncode != 0
     finally:
         server.shutdown()
+
+
+def test_every_third_party_image_is_pinned_to_a_release():
+    for name, service in SERVICES.items():
+        if name not in TUSKBASE_SERVICES:
+            tag = service["image"].rsplit("/", 1)[-1].partition(":")[2]
+            assert tag and tag != "latest", f"{name}: {service['image']}"
+
+
+def test_the_image_tag_is_the_project_version_everywhere():
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert SERVICES["api"]["image"] == f"${{IMAGE:-tuskbase:{version}}}"
+    assert env_file(ROOT / ".env.example")["IMAGE"] == f"tuskbase:{version}"
+    chart = load_yaml(ROOT / "charts" / "tuskbase" / "Chart.yaml")
+    assert chart["appVersion"] == version  # the chart's default image tag
 
 
 # --- settings ---------------------------------------------------------------------------------------------------
