@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -34,15 +35,26 @@ class TokenError(Exception):
     """The token is missing, malformed, expired, badly signed or names no allowed role."""
 
 
+def _create_once(path: Path, content: bytes) -> None:
+    """Write `content` to `path` (0600) unless it exists; atomic, so API workers starting together agree."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    with open(temporary, "xb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(content)
+    try:
+        os.link(temporary, path)  # fails if another process created it first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+
+
 def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
     """A random secret kept in a 0600 file, created on first use so that keys survive restarts."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
-    return value
+    if not path.exists():
+        _create_once(path, (secrets.token_urlsafe(nbytes) + "\n").encode())
+    return path.read_text().strip()
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -61,12 +73,9 @@ def es256_private_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
     if not raw:
         path = settings.data_dir / "jwt_es256.pem"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            _create_once(path, ec.generate_private_key(ec.SECP256R1()).private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-            path.touch(mode=0o600)
-            path.write_bytes(pem)
+            ))
         raw = path.read_text()
     key = serialization.load_pem_private_key(raw.encode(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":

@@ -262,10 +262,10 @@ async def list_for(conn: asyncpg.Connection, user_id: uuid.UUID, current: str | 
             "app_version": r["app_version"],
             "user_agent": r["user_agent"],
             "ip": r["ip"],
-            "created_at": r["created_at"].isoformat(),
-            "updated_at": r["updated_at"].isoformat(),
-            "refreshed_at": r["refreshed_at"].isoformat() if r["refreshed_at"] else None,
-            "last_seen_at": r["last_seen_at"].isoformat(),
+            "created_at": users.time_json(r["created_at"]),
+            "updated_at": users.time_json(r["updated_at"]),
+            "refreshed_at": users.time_json(r["refreshed_at"]),
+            "last_seen_at": users.time_json(r["last_seen_at"]),
             "current": str(r["id"]) == current,
         }
         for r in rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -143,8 +143,9 @@ async def create(
     return await by_id(conn, user_id)  # type: ignore[return-value]
 
 
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def time_json(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with microseconds and `Z`, as Supabase Auth writes it (the Swift client is strict)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
 
 
 def identity_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -154,9 +155,9 @@ def identity_json(row: asyncpg.Record) -> dict[str, Any]:
         "user_id": str(row["user_id"]),
         "identity_data": load_json(row["data"]),
         "provider": row["provider"],
-        "last_sign_in_at": _time(row["last_sign_in_at"]),
-        "created_at": _time(row["created_at"]),
-        "updated_at": _time(row["updated_at"]),
+        "last_sign_in_at": time_json(row["last_sign_in_at"]),
+        "created_at": time_json(row["created_at"]),
+        "updated_at": time_json(row["updated_at"]),
         "email": row["email"],
     }
 
@@ -169,26 +170,26 @@ async def to_json(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, An
         "aud": row["aud"],
         "role": row["role"],
         "email": row["email"] or "",
-        "email_confirmed_at": _time(row["email_confirmed_at"]),
+        "email_confirmed_at": time_json(row["email_confirmed_at"]),
         "phone": row["phone"] or "",
-        "phone_confirmed_at": _time(row["phone_confirmed_at"]),
-        "confirmation_sent_at": _time(row["confirmation_sent_at"]),
-        "confirmed_at": _time(row["confirmed_at"] or row["email_confirmed_at"] or row["phone_confirmed_at"]),
-        "recovery_sent_at": _time(row["recovery_sent_at"]),
-        "invited_at": _time(row["invited_at"]),
-        "last_sign_in_at": _time(row["last_sign_in_at"]),
+        "phone_confirmed_at": time_json(row["phone_confirmed_at"]),
+        "confirmation_sent_at": time_json(row["confirmation_sent_at"]),
+        "confirmed_at": time_json(row["confirmed_at"] or row["email_confirmed_at"] or row["phone_confirmed_at"]),
+        "recovery_sent_at": time_json(row["recovery_sent_at"]),
+        "invited_at": time_json(row["invited_at"]),
+        "last_sign_in_at": time_json(row["last_sign_in_at"]),
         "app_metadata": load_json(row["app_meta"]),
         "user_metadata": load_json(row["user_meta"]),
         "identities": identities,
-        "created_at": _time(row["created_at"]),
-        "updated_at": _time(row["updated_at"]),
+        "created_at": time_json(row["created_at"]),
+        "updated_at": time_json(row["updated_at"]),
         "is_anonymous": row["is_anonymous"],
     }
     if row["email_change"]:
         body["new_email"] = row["email_change"]
-        body["email_change_sent_at"] = _time(row["email_change_sent_at"])
+        body["email_change_sent_at"] = time_json(row["email_change_sent_at"])
     if row["banned_until"] is not None:
-        body["banned_until"] = _time(row["banned_until"])
+        body["banned_until"] = time_json(row["banned_until"])
     return body
 
 
