@@ -1,0 +1,331 @@
+"""The live channel's hub: one LISTEN connection per API process, fan-out of pokes to connected clients.
+
+A client holds a connection (WebSocket or SSE, see routes_live.py) and is poked with the feed's latest seq when
+data it may see changed, so it pulls at once. A poke carries no row data, only the position of the feed.
+
+Who is poked, for the changes of a batch (seq_from, seq_to] of `sync.changes`:
+
+1. a served table whose changed keys are too many (`sync_live_keys_max`), a TRUNCATE, a change to a table that
+   is tracked but not served (a policy input: it may grant access to rows that did not change), or a change log
+   already pruned past the batch: every connected user (a poke is only a hint to pull; the pull decides);
+2. a user one of whose clients was sent one of the changed keys and was not told it is gone (the sync engine's
+   client view record, `sync.client_rows`): an update or delete of a row it holds, including one that just left
+   its view;
+3. a user who may see one of the inserted or updated keys now, under that user's own RLS: `sync.live_audience`
+   sets each user's claims in turn and asks, in one round trip for all users of a role.
+
+Users are grouped by their `user_key` (the token's `sub`, else its role), so several devices of one user cost one
+check. The hub reads changes from the log, not from NOTIFY payloads: a NOTIFY lost while the listener reconnects
+is caught up from the last seq it handled. A client that reconnects with the seq it last saw gets the same check
+for what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from tuskbase.config import Settings
+
+log = logging.getLogger("tuskbase.sync.live")
+
+# The feed consumer NOTIFYs this channel with the last seq of each persisted batch (sync/feed.py).
+try:
+    from tuskbase.sync.feed import CHANNEL as FEED_CHANNEL
+except ImportError:  # pragma: no cover - the feed ships with the sync engine
+    FEED_CHANNEL = "tuskbase_sync"
+
+AS_SERVICE = "select set_config('role', 'service_role', true)"
+AS_SESSION = "select set_config('role', 'none', true)"
+FEED_POSITION = "select seq, pruned_seq from sync.feed_state"
+# Per table of the batch: served or not, whether it saw a delete / truncate, how many keys changed, and the keys
+# inserted or updated (only when few enough to check one by one).
+BATCH_SUMMARY = """
+select t.relid::oid, t.served, bool_or(c.op = 'T'), count(distinct c.key),
+       case when count(distinct c.key) filter (where c.op in ('I', 'U')) <= $3
+            then coalesce(jsonb_agg(distinct c.key) filter (where c.op in ('I', 'U')), '[]') end
+from sync.changes c join sync.tables t on t.id = c.tbl
+where c.seq > $1 and c.seq <= $2
+group by t.relid, t.served
+"""
+# Users (among those given) with a client that holds one of the batch's changed rows.
+HOLDERS = """
+select distinct cl.user_key
+from (select distinct tbl, key from sync.changes where seq > $1 and seq <= $2 and key is not null) k
+join sync.client_rows r on r.tbl = k.tbl and r.key = k.key and r.version is not null
+join sync.clients cl on cl.client_id = r.client_id
+where cl.user_key = any($3::text[])
+"""
+AUDIENCE = "select sync.live_audience($1, $2::text[], $3::oid[]::regclass[], $4::jsonb[])"
+
+
+class LimitReached(Exception):
+    """Too many live connections, in total or for this user."""
+
+
+def user_key(claims: dict[str, Any]) -> str:
+    """The identity the sync engine binds clients to: the token's `sub`, else its role."""
+    return str(claims.get("sub") or claims.get("role"))
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connected client. The hub sets `seq` and the event; the connection's task sends the poke."""
+
+    key: str
+    role: str
+    claims_json: str
+    expires_at: float
+    seq: int = 0  # feed position up to which relevance was evaluated for this client
+    poked: int = 0  # last seq announced to the client
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pokes: int = 0
+
+    def poke(self, seq: int) -> None:
+        if seq > self.poked:
+            self.poked = seq
+            self.pokes += 1
+            self.wake.set()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a range of the change log touched, as far as pokes are concerned."""
+
+    everyone: bool
+    tables: list[int]  # relids of served tables with inserted or updated keys to check under RLS
+    keys: list[str]  # per table: JSON array of key objects
+
+
+class LiveHub:
+    """The subscribers of one API process and the listener that pokes them."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool,
+                 connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.connect = connect
+        self.users: dict[str, set[Subscriber]] = {}
+        self.count = 0
+        self.seq = 0  # last seq whose batch was handled
+        self.target = 0  # last seq the feed announced
+        self._conn: asyncpg.Connection | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._catchups: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.started = False
+        self.batches = 0
+        self.pokes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening in the background (a database not yet migrated only delays the channel)."""
+        self._keeper = asyncio.get_running_loop().create_task(self._keep_listening())
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def ready(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in (self._keeper, self._worker, *self._catchups):
+            if task is not None:
+                task.cancel()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+            self._conn = None
+        for subscribers in self.users.values():
+            for subscriber in subscribers:
+                subscriber.wake.set()
+
+    async def _listen(self) -> None:
+        conn = await self.connect()
+        try:
+            await conn.add_listener(FEED_CHANNEL, self._on_notify)
+            # Read the position after LISTEN: a batch persisted in between is not missed.
+            seq = (await self.position())[0]
+        except BaseException:
+            await conn.close()
+            raise
+        if not self.started:
+            self.seq = self.target = seq  # clients that connect from now on start here
+            self.started = True
+        self._conn = conn
+        self._announce(seq)
+
+    async def _keep_listening(self) -> None:
+        """(Re)connect the listener whenever it is down; the change log covers what was missed meanwhile."""
+        failures = 0
+        while not self._closing:
+            if self._conn is None or self._conn.is_closed():
+                try:
+                    await self._listen()
+                    if failures:
+                        log.info("live channel listening again")
+                    failures = 0
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    failures += 1
+                    if failures in (1, 10) or failures % 100 == 0:
+                        log.warning("live channel cannot listen yet: %s", error)
+            await asyncio.sleep(0.5 if failures else 1.0)
+
+    async def position(self) -> tuple[int, int]:
+        """(last seq persisted by the feed, seq up to which the change log was pruned)."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(AS_SERVICE)
+            seq, pruned = await conn.fetchrow(FEED_POSITION)
+        return int(seq), int(pruned)
+
+    # -- subscribers -----------------------------------------------------------------------------------
+
+    def subscribe(self, claims: dict[str, Any], claims_json: str, seq: int | None) -> Subscriber:
+        """Register a connection; `seq` is the feed position the client last saw (None: the current one)."""
+        if not self.started:
+            raise LimitReached("the live channel is starting; retry in a moment")
+        key = user_key(claims)
+        current = self.users.get(key, set())
+        if self.count >= self.settings.sync_live_max_connections:
+            raise LimitReached("this server holds its maximum of live connections")
+        if len(current) >= self.settings.sync_live_max_per_user:
+            raise LimitReached("this user holds its maximum of live connections")
+        start = self.seq if seq is None else max(0, min(seq, self.seq))
+        subscriber = Subscriber(key, str(claims["role"]), claims_json, float(claims["exp"]), seq=start, poked=start)
+        self.users.setdefault(key, set()).add(subscriber)
+        self.count += 1
+        if subscriber.seq < self.seq:
+            self._catch_up(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        subscribers = self.users.get(subscriber.key)
+        if subscribers is None or subscriber not in subscribers:
+            return
+        subscribers.discard(subscriber)
+        self.count -= 1
+        if not subscribers:
+            del self.users[subscriber.key]
+
+    def refresh(self, subscriber: Subscriber, claims: dict[str, Any], claims_json: str) -> None:
+        """A new token for the same user (a refreshed session): extends the connection's life."""
+        if user_key(claims) != subscriber.key or str(claims["role"]) != subscriber.role:
+            raise PermissionError("the new token names another user")
+        subscriber.claims_json = claims_json
+        subscriber.expires_at = float(claims["exp"])
+
+    # -- batches ---------------------------------------------------------------------------------------
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            seq = int(payload)
+        except ValueError:
+            log.warning("unexpected payload on %s: %r", FEED_CHANNEL, payload[:64])
+            return
+        self._announce(seq)
+
+    def _announce(self, seq: int) -> None:
+        if seq > self.target:
+            self.target = seq
+        if self.target > self.seq and (self._worker is None or self._worker.done()):
+            self._worker = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Handle batches until caught up with the feed; NOTIFYs that arrive meanwhile are coalesced."""
+        while self.target > self.seq and not self._closing:
+            seq_from, seq_to = self.seq, self.target
+            subscribers = [s for group in self.users.values() for s in group if s.seq == seq_from]
+            try:
+                poked = await self.audience(seq_from, seq_to, subscribers)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("live channel could not evaluate changes %s..%s: %s", seq_from, seq_to, error)
+                await asyncio.sleep(0.5)
+                continue
+            self.seq = seq_to
+            self.batches += 1
+            for subscriber in subscribers:
+                subscriber.seq = max(subscriber.seq, seq_to)
+                if subscriber in poked:
+                    subscriber.poke(seq_to)
+                    self.pokes += 1
+            # Clients that connected while this batch was evaluated were not part of it.
+            for group in list(self.users.values()):
+                for subscriber in group:
+                    if subscriber.seq < self.seq:
+                        self._catch_up(subscriber)
+
+    def _catch_up(self, subscriber: Subscriber) -> None:
+        task = asyncio.get_running_loop().create_task(self._catch_up_one(subscriber))
+        self._catchups.add(task)
+        task.add_done_callback(self._catchups.discard)
+
+    async def _catch_up_one(self, subscriber: Subscriber) -> None:
+        seq_from, seq_to = subscriber.seq, self.seq
+        if seq_to <= seq_from:
+            return
+        subscriber.seq = seq_to  # claimed now, so that the batch loop does not start a second catch-up
+        try:
+            poked = await self.audience(seq_from, seq_to, [subscriber])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("live channel catch-up failed, poking to be safe: %s", error)
+            poked = {subscriber}
+        if subscriber in poked:
+            subscriber.poke(seq_to)
+            self.pokes += 1
+
+    async def audience(self, seq_from: int, seq_to: int, subscribers: list[Subscriber]) -> set[Subscriber]:
+        """The subscribers among `subscribers` that may see one of the changes (seq_from, seq_to]."""
+        if not subscribers:
+            return set()
+        by_user: dict[str, list[Subscriber]] = {}
+        for subscriber in subscribers:
+            by_user.setdefault(subscriber.key, []).append(subscriber)
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(AS_SERVICE)
+            _, pruned = await conn.fetchrow(FEED_POSITION)
+            if seq_from < pruned:
+                return set(subscribers)
+            batch = await self._summary(conn, seq_from, seq_to)
+            if batch.everyone:
+                return set(subscribers)
+            users = set(by_user)
+            holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(users))}
+            remaining = users - holders
+            seeing = set(holders)
+            if remaining and batch.tables:
+                await conn.execute(AS_SESSION)
+                by_role: dict[str, list[str]] = {}
+                for key in remaining:
+                    role = by_user[key][0].role
+                    if role == "service_role":
+                        seeing.add(key)  # sees every row
+                    else:
+                        by_role.setdefault(role, []).append(key)
+                for role, keys in by_role.items():
+                    claims = [by_user[key][0].claims_json for key in keys]
+                    positions = await conn.fetchval(AUDIENCE, role, claims, batch.tables, batch.keys)
+                    seeing.update(keys[i - 1] for i in positions or ())
+        return {s for key in seeing for s in by_user[key]}
+
+    async def _summary(self, conn: asyncpg.Connection, seq_from: int, seq_to: int) -> Batch:
+        tables: list[int] = []
+        keys: list[str] = []
+        for relid, served, truncated, changed, upserted in await conn.fetch(
+                BATCH_SUMMARY, seq_from, seq_to, self.settings.sync_live_keys_max):
+            if truncated or not served or changed > self.settings.sync_live_keys_max:
+                return Batch(True, [], [])
+            if upserted is not None and upserted != "[]":
+                tables.append(relid)
+                keys.append(upserted)
+        return Batch(False, tables, keys)

@@ -1,0 +1,161 @@
+"""The live channel, `/sync/v1/live`: a WebSocket that pokes a client with the feed's seq when it should pull.
+
+Authentication: the user's access token in `Authorization: Bearer` or, for clients that cannot set headers on a
+WebSocket (browsers), the `access_token` query parameter; the project key in `apikey` (header or parameter).
+`seq` (optional parameter): the feed position the client last saw; what it missed since is checked at once.
+
+Server -> client (JSON text frames): `{"type": "ready", "seq": N}` once, then `{"type": "poke", "seq": N}`
+whenever data the user may see changed (several changes may make one poke), `{"type": "pong"}`, and
+`{"type": "error", "code": ..., "message": ...}` before the server closes (codes below).
+Client -> server: `{"type": "ping"}`, `{"type": "token", "token": "<new access token>"}` (same user; extends the
+connection past the old token's expiry).
+
+Close codes: 4001 invalid or expired token, 4003 new token of another user, 4029 connection limit reached
+(`sync_live_max_connections`, `sync_live_max_per_user`), 4400 bad parameter, 1001 server shutting down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import asyncpg
+from litestar import Litestar, WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from tuskbase import db
+from tuskbase.sync.live import LimitReached, LiveHub, Subscriber
+from tuskbase.tokens import TokenError
+
+CLOSE_TOKEN = 4001
+CLOSE_OTHER_USER = 4003
+CLOSE_LIMIT = 4029
+CLOSE_BAD_REQUEST = 4400
+CLOSE_GOING_AWAY = 1001
+
+
+async def start_live(app: Litestar) -> None:
+    settings = app.state.settings
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(db.authenticator_url(settings),
+                                     server_settings={"application_name": "tuskbase-live"})
+
+    hub = LiveHub(settings, app.state.pool, connect)
+    app.state.live = hub
+    await hub.start()
+
+
+async def stop_live(app: Litestar) -> None:
+    hub = app.state.get("live")
+    if hub is not None:
+        await hub.close()
+
+
+async def _refuse(socket: WebSocket, code: int, error: str, message: str) -> None:
+    with contextlib.suppress(Exception):
+        await socket.send_text(json.dumps({"type": "error", "code": error, "message": message}))
+        await socket.close(code=code, reason=error)
+
+
+def _identity(socket: WebSocket) -> tuple[str | None, str | None]:
+    params = socket.query_params
+    authorization = socket.headers.get("authorization")
+    if not authorization and params.get("access_token"):
+        authorization = f"Bearer {params.get('access_token')}"
+    return socket.headers.get("apikey") or params.get("apikey"), authorization
+
+
+@websocket("/sync/v1/live")
+async def live_socket(socket: WebSocket) -> None:
+    state = socket.app.state
+    hub: LiveHub = state.live
+    await socket.accept()
+    try:
+        claims, claims_json = state.claims.from_headers(*_identity(socket))
+    except TokenError as error:
+        await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
+        return
+    raw_seq = socket.query_params.get("seq")
+    if raw_seq is not None and not (raw_seq.isascii() and raw_seq.isdigit() and len(raw_seq) < 19):
+        await _refuse(socket, CLOSE_BAD_REQUEST, "bad_request", "seq must be a non-negative whole number")
+        return
+    try:
+        subscriber = hub.subscribe(claims, claims_json, None if raw_seq is None else int(raw_seq))
+    except LimitReached as error:
+        await _refuse(socket, CLOSE_LIMIT, "too_many_connections", str(error))
+        return
+    lock = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with lock:
+            await socket.send_text(json.dumps(message))
+
+    try:
+        await send({"type": "ready", "seq": subscriber.poked})
+        reader = asyncio.create_task(_read(socket, hub, subscriber, send))
+        writer = asyncio.create_task(_write(socket, hub, subscriber, send))
+        _done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+    except (WebSocketDisconnect, OSError):
+        pass
+    finally:
+        hub.unsubscribe(subscriber)
+
+
+async def _write(socket: WebSocket, hub: LiveHub, subscriber: Subscriber, send: Any) -> None:
+    """Send pokes as the hub raises them; close when the token expires or the server stops."""
+    while True:
+        remaining = subscriber.expires_at - time.time()
+        if remaining <= 0:
+            await _refuse(socket, CLOSE_TOKEN, "token_expired", "the access token expired; reconnect with a new one")
+            return
+        try:
+            await asyncio.wait_for(subscriber.wake.wait(), timeout=min(remaining, 3600))
+        except TimeoutError:
+            continue
+        subscriber.wake.clear()
+        if hub.closing:
+            await _refuse(socket, CLOSE_GOING_AWAY, "shutting_down", "the server is stopping; reconnect")
+            return
+        await send({"type": "poke", "seq": subscriber.poked})
+
+
+async def _read(socket: WebSocket, hub: LiveHub, subscriber: Subscriber, send: Any) -> None:
+    """Answer pings and token refreshes; return when the client goes away."""
+    state = socket.app.state
+    while True:
+        try:
+            text = await socket.receive_text()
+        except WebSocketDisconnect:
+            return
+        try:
+            message = json.loads(text)
+            kind = message.get("type") if isinstance(message, dict) else None
+        except ValueError:
+            kind = None
+        if kind == "ping":
+            await send({"type": "pong"})
+        elif kind == "token" and isinstance(message.get("token"), str):
+            try:
+                claims, claims_json = state.claims.verify(message["token"])
+                hub.refresh(subscriber, claims, claims_json)
+            except TokenError as error:
+                await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
+                return
+            except PermissionError as error:
+                await _refuse(socket, CLOSE_OTHER_USER, "other_user", str(error))
+                return
+            await send({"type": "token_ok", "expires_at": int(subscriber.expires_at)})
+        else:
+            await send({"type": "error", "code": "bad_message",
+                        "message": 'expected {"type": "ping"} or {"type": "token", "token": ...}'})
+
+
+ROUTES = [live_socket]
+STARTUP = [start_live]
+SHUTDOWN = [stop_live]
