@@ -121,7 +121,7 @@ def test_helm_lint_finds_no_error():
 
 def test_every_object_is_valid_kubernetes(objects):
     kinds = sorted({o["kind"] for o in objects})
-    assert kinds == ["ConfigMap", "Deployment", "Job", "Secret", "Service"]
+    assert kinds == ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service"]
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -253,6 +253,17 @@ def test_the_service_routes_to_the_api_pods_only(objects):
         assert matches == obj["metadata"]["name"].endswith("-api"), obj["metadata"]["name"]
         assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_a_disruption_budget_keeps_api_pods_up_when_there_are_several(objects):
+    budget = one(objects, "PodDisruptionBudget", "tb-tuskbase-api")
+    assert budget["spec"]["maxUnavailable"] == 1
+    api_labels = one(objects, "Deployment", "tb-tuskbase-api")["spec"]["template"]["metadata"]["labels"]
+    worker_labels = one(objects, "Deployment", "tb-tuskbase-worker")["spec"]["template"]["metadata"]["labels"]
+    selector = budget["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= api_labels.items() and not selector.items() <= worker_labels.items()
+    single = render({"secrets": SECRETS, "api": {"replicas": 1}})
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget"]  # it would block every node drain
 
 
 def test_the_ingress_is_optional_and_points_at_the_service():
