@@ -112,3 +112,10 @@ def _key(table: str, row: dict):
 
 def received(answers: list[dict], table: str, kind: str) -> list:
     return [item for a in answers for item in a["changes"].get(table, {}).get(kind, [])]
+
+
+def push(device: SyncClient, changes: dict, mutation_id: str | None = None):
+    """POST /sync/v1/push from `device` with its current cursor; returns the httpx response."""
+    body = {"client_id": device.client_id, "mutation_id": mutation_id or uuid.uuid4().hex, "cursor": device.cursor,
+            "changes": changes}
+    return device.http.post("/sync/v1/push", json=body)

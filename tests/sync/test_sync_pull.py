@@ -206,3 +206,40 @@ def test_bad_requests_get_sync_errors(api):
     for headers, body, status, code in cases:
         response = httpx.post(base, headers=headers, content=body or b"{}")
         assert (response.status_code, response.json()["code"]) == (status, code), response.text
+
+
+def test_policy_dependencies_are_found_through_sql_functions(database):
+    import asyncio
+
+    import asyncpg
+
+    from tuskbase.sync import catalog
+
+    async def load():
+        conn = await asyncpg.connect(database)
+        try:
+            return await catalog.load(conn)
+        finally:
+            await conn.close()
+
+    loaded = asyncio.run(load())
+    ids = {t.name: t.id for t in loaded.tables.values()}
+    todos = loaded.by_name["todos"]
+    assert todos.deps == frozenset({ids["lists"], ids["list_members"]})
+    assert {"owner_id", "user_id", "list_id"} <= todos.dep_columns and "title" not in todos.dep_columns
+
+
+def test_a_change_to_a_synced_table_alone_is_pulled_incrementally(api, admin, feed):
+    """Only the changed keys are read: the other tables (and a re-diff) would need rights the role lost."""
+    alice = new_user()
+    mine = make_list(admin, alice)
+    drain(feed)
+    device = SyncClient(api, alice)
+    device.sync()
+    admin.execute("update public.lists set title = 'renamed' where id = %s", (mine,))  # not a policy input
+    item = make_todo(admin, mine, "new")
+    drain(feed)
+    admin.execute("revoke select on public.list_members from authenticated")
+    answers = device.sync()
+    assert ids(answers, "todos", "created") == {item}
+    assert [r["title"] for r in received(answers, "lists", "updated")] == ["renamed"]

@@ -36,7 +36,7 @@ TTL = 1.0
 LOAD = """
 select json_build_object(
   'tables', coalesce((select json_agg(json_build_object(
-      'id', t.id, 'relid', t.relid::oid, 'schema', n.nspname, 'name', c.relname, 'served', t.served,
+      'id', t.id, 'relid', t.relid::oid::bigint, 'schema', n.nspname, 'name', c.relname, 'served', t.served,
       'conflict', t.conflict, 'resolver', t.resolver::oid::regproc::text,
       'columns', (select json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
                                   order by a.attnum)

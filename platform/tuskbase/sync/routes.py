@@ -21,6 +21,7 @@ import msgspec
 from litestar import MediaType, Request, Response, post
 
 from tuskbase.sync import pull as pull_module
+from tuskbase.sync import push as push_module
 from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
 from tuskbase.tokens import TokenError
 
@@ -65,4 +66,19 @@ async def pull_route(request: Request) -> Response[bytes]:
     return Response(result.body(), media_type=JSON)
 
 
-ROUTES: list[Any] = [pull_route]
+@post("/sync/v1/push", media_type=JSON, status_code=200, include_in_schema=False)
+async def push_route(request: Request) -> Response[bytes]:
+    try:
+        claims, claims_json = await _identity(request)
+        body = await _body(request)
+        state = request.app.state
+        result = await push_module.push(
+            state.pool, claims, claims_json, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
+            cursor=body.get("cursor"), changes=body.get("changes"), settings=state.settings,
+        )
+    except SyncError as error:
+        return _error(error)
+    return Response(result.body, status_code=result.status, media_type=JSON)
+
+
+ROUTES: list[Any] = [pull_route, push_route]

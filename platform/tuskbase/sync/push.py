@@ -1,0 +1,396 @@
+"""Push: a client's offline writes, applied in one transaction under the user's RLS, all or nothing.
+
+Callable from any route (the HTTP one is `POST /sync/v1/push` in routes.py)::
+
+    result = await push(pool, claims, claims_json, client_id="device-1", mutation_id="m-42",
+                        cursor="<cursor of the client's last pull>" or None,
+                        changes={"todos": {"created": [row, ...], "updated": [row, ...], "deleted": [key, ...]}},
+                        settings=settings)
+    result.status    # 200 applied, 409 refused (nothing applied)
+    result.body      # JSON bytes: {"applied": true, "rows": N} or the SYNC110 error with per-row reasons
+    result.refused   # [{"table", "key", "reason", "columns"?, "message"?}, ...]
+
+A row is an object of column values including the primary key; `deleted` holds key values (or key objects for
+a composite key). An updated row may name the columns the client changed in `_changed` (a list, or a
+comma-separated string as WatermelonDB sends); without it, every column sent counts as changed. Other
+`_`-prefixed fields that are not columns are ignored.
+
+Idempotency: `(client_id, mutation_id)` is recorded with the answer in the same transaction as the writes (or,
+for a refused push, after the rollback). A replay returns the stored answer and changes nothing.
+
+Conflicts: the server row "changed since the client's last pull" when its version (`xmin`) is neither the one
+the client was last sent (its view record; the cursor says which pull it has) nor the one its own last push
+wrote. Rules, per table (`sync.enable(..., conflict => ...)`):
+
+- reject: a changed row refuses the push (`conflict`);
+- lww: the client's values win;
+- merge: the client's changed columns are applied unless the server changed one of the same columns since the
+  version the client was sent (found in the change log by the writing transaction's id); then `conflict` with
+  the columns;
+- custom `fn(server jsonb, client jsonb, changed text[]) returns jsonb`: called on a changed row with the server
+  row, the server row overlaid with the client's values, and the client's changed columns; its result is
+  written (null refuses the row with `rejected_by_resolver`).
+
+Per-row reasons: `conflict`, `not_found` (the row is gone or not the user's to write), `exists` (a created
+row's key is taken), `forbidden` (RLS refused the write), `invalid` (a value or constraint error; `message`),
+`unknown_column`, `missing_key`, `rejected_by_resolver`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from tuskbase.config import Settings
+from tuskbase.schema import quote_ident
+from tuskbase.sync import catalog as catalog_module
+from tuskbase.sync.catalog import Table
+from tuskbase.sync.errors import BAD_REQUEST, CLIENT_OWNED, REFUSED, TOO_LARGE, UNKNOWN_TABLE, SyncError
+from tuskbase.sync.pull import BEGIN, Cursor, _Session, check_client_id, user_key
+
+RULES = "select id, conflict, resolver::oid::regproc::text from sync.tables"
+CLIENT = "select user_key, pull_no from sync.clients where client_id = $1"
+NEW_CLIENT = "insert into sync.clients (client_id, user_key) values ($1, $2)"
+REPLAY = "select status, response::text from sync.mutations where client_id = $1 and mutation_id = $2"
+# The answer is returned as stored (jsonb text), so that a replay is byte for byte the same.
+REMEMBER = (
+    "insert into sync.mutations (client_id, mutation_id, status, response) values ($1, $2, $3, $4::jsonb) "
+    "returning response::text"
+)
+BASES = """
+select key::text, case when pull_no = $4 then prev_version else version end, pushed
+from sync.client_rows where client_id = $1 and tbl = $2 and key = any($3::jsonb[])
+"""
+RECORD_PUSHED = """
+insert into sync.client_rows as r (client_id, tbl, key, version, pull_no, pushed)
+select $1, t, k, null, $2, p from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, p)
+on conflict (client_id, tbl, key) do update set pushed = excluded.pushed
+"""
+BASE_IMAGE = """
+select row::text from sync.changes
+where tbl = $1 and key = $2::jsonb and row is not null and (xid = $3 or ($3 is null and seq <= $4))
+order by (xid = $3) desc nulls last, seq desc limit 1
+"""
+
+
+@dataclass
+class PushResult:
+    status: int
+    body: bytes
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def applied(self) -> bool:
+        return self.status == 200
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.extra = extra
+
+
+@dataclass
+class _Row:
+    table: Table
+    kind: str  # created, updated, deleted
+    key: dict[str, Any]
+    key_text: str
+    values: dict[str, Any]  # created/updated: the columns sent (without `_` fields)
+    changed: list[str]
+    rule: str = "lww"
+    resolver: str | None = None
+
+
+def _parse(catalog: catalog_module.Catalog, changes: Any, max_rows: int) -> list[_Row]:
+    if not isinstance(changes, dict):
+        raise SyncError(BAD_REQUEST, "changes must be an object of tables")
+    rows: list[_Row] = []
+    tables = []
+    for name, table_changes in changes.items():
+        table = catalog.by_name.get(name)
+        if table is None or not table.served:
+            raise SyncError(UNKNOWN_TABLE, f"{name!r} is not a synced table")
+        if not isinstance(table_changes, dict) or set(table_changes) - {"created", "updated", "deleted"}:
+            raise SyncError(BAD_REQUEST, f"changes of {name!r} must be an object of created, updated, deleted")
+        tables.append((table, table_changes))
+    tables.sort(key=lambda item: item[0].id)  # one lock order for every push
+    for table, table_changes in tables:
+        for kind in ("created", "updated", "deleted"):
+            items = table_changes.get(kind) or []
+            if not isinstance(items, list):
+                raise SyncError(BAD_REQUEST, f"{table.public_name}.{kind} must be a list")
+            for item in items:
+                rows.append(_row(table, kind, item))
+    if len(rows) > max_rows:
+        raise SyncError(TOO_LARGE, f"a push carries at most {max_rows} rows")
+    return rows
+
+
+def _row(table: Table, kind: str, item: Any) -> _Row:
+    if kind == "deleted":
+        key = item if isinstance(item, dict) else ({table.pk[0]: item} if len(table.pk) == 1 else None)
+        if key is None or set(key) != set(table.pk):
+            raise SyncError(BAD_REQUEST, f"{table.public_name}.deleted holds key values")
+        return _Row(table, kind, key, _key_text(table, key), {}, [])
+    if not isinstance(item, dict):
+        raise SyncError(BAD_REQUEST, f"{table.public_name}.{kind} holds row objects")
+    changed_field = item.get("_changed")
+    values = {k: v for k, v in item.items() if k in table.columns or not k.startswith("_")}
+    if any(c not in item for c in table.pk):
+        return _Row(table, kind, {}, "", values, [])  # refused per row: missing_key
+    key = {c: item[c] for c in table.pk}
+    if isinstance(changed_field, str):
+        changed = [c for c in changed_field.split(",") if c]
+    elif isinstance(changed_field, list) and all(isinstance(c, str) for c in changed_field):
+        changed = changed_field
+    else:
+        changed = [c for c in values if c not in table.pk]
+    return _Row(table, kind, key, _key_text(table, key), values, changed)
+
+
+def _key_text(table: Table, key: dict[str, Any]) -> str:
+    """The key as jsonb prints it (keys by length, then bytes), so it matches keys read back from Postgres."""
+    names = sorted(table.pk, key=lambda c: (len(c.encode()), c.encode()))
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    return "{" + ", ".join(f"{dumps(c)}: {dumps(key[c])}" for c in names) + "}"
+
+
+async def push(
+    pool: Any,
+    claims: dict[str, Any],
+    claims_json: str,
+    *,
+    client_id: str,
+    mutation_id: str,
+    cursor: str | None,
+    changes: Any,
+    settings: Settings,
+) -> PushResult:
+    client_id = check_client_id(client_id)
+    if not isinstance(mutation_id, str) or not 1 <= len(mutation_id) <= 128:
+        raise SyncError(BAD_REQUEST, "mutation_id must be a string of 1 to 128 characters")
+    given = Cursor.decode(cursor, client_id) if cursor else None
+    async with pool.acquire() as conn:
+        refused: list[dict[str, Any]] = []
+        try:
+            async with conn.transaction():
+                await conn.execute(BEGIN, claims_json, client_id)
+                catalog = await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
+                # Conflict rules are read fresh (the cached catalog may be a second old).
+                rules = {tbl: (rule, fn) for tbl, rule, fn in await conn.fetch(RULES)}
+                rows = _parse(catalog, changes, settings.sync_push_max_rows)
+                for row in rows:
+                    row.rule, row.resolver = rules.get(row.table.id, (row.table.conflict, row.table.resolver))
+                pull_no = await _client(conn, client_id, claims)
+                replay = await conn.fetchrow(REPLAY, client_id, mutation_id)
+                if replay is not None:
+                    return PushResult(replay[0], replay[1].encode())
+                # The pull whose versions the client holds: its last, unless that answer was lost.
+                undone = pull_no if given is not None and given.pull_no == pull_no - 1 else -1
+                session = _Session(conn, claims["role"])
+                written = await _apply(session, client_id, rows, undone, given, refused)
+                if refused:
+                    raise _Rollback
+                conn = await session.as_service()
+                body = json.dumps({"applied": True, "rows": len(rows), "mutation_id": mutation_id})
+                if written[0]:
+                    await conn.execute(RECORD_PUSHED, client_id, pull_no, *written)
+                stored = await conn.fetchval(REMEMBER, client_id, mutation_id, 200, body)
+                return PushResult(200, stored.encode())
+        except _Rollback:
+            pass
+        error = SyncError(REFUSED, f"push refused: {len(refused)} row(s) cannot be applied; nothing was written",
+                          {"refused": refused, "mutation_id": mutation_id})
+        body = json.dumps(error.to_json())
+        async with conn.transaction():
+            await conn.execute(BEGIN, claims_json, client_id)
+            await _client(conn, client_id, claims)  # a new client was rolled back with the push
+            replay = await conn.fetchrow(REPLAY, client_id, mutation_id)
+            if replay is not None:  # a concurrent replay of the same push got there first
+                return PushResult(replay[0], replay[1].encode())
+            stored = await conn.fetchval(REMEMBER, client_id, mutation_id, error.status, body)
+        return PushResult(error.status, stored.encode(), refused)
+
+
+class _Rollback(Exception):
+    pass
+
+
+async def _client(conn: Any, client_id: str, claims: dict[str, Any]) -> int:
+    row = await conn.fetchrow(CLIENT, client_id)
+    me = user_key(claims)
+    if row is None:
+        await conn.execute(NEW_CLIENT, client_id, me)
+        return 0
+    if row[0] != me:
+        raise SyncError(CLIENT_OWNED, "this client_id is registered to another user")
+    return row[1]
+
+
+async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: int, given: Cursor | None,
+                 refused: list[dict[str, Any]]) -> tuple[list[int], list[str], list[int]]:
+    """Apply every row, each in a savepoint; returns the (tbl, key, version) of the rows the client now holds as
+    the server has them (written on the version it was sent or had pushed)."""
+    service = await session.as_service()
+    bases: dict[tuple[int, str], tuple[int | None, int | None]] = {}
+    by_table: dict[int, list[str]] = {}
+    for row in rows:
+        if row.key_text:
+            by_table.setdefault(row.table.id, []).append(row.key_text)
+    for tbl, keys in by_table.items():
+        for key, base, pushed in await service.fetch(BASES, client_id, tbl, keys, undone):
+            bases[(tbl, key)] = (base, pushed)
+    # Base images for merges, read before the rows are applied (the change log is not the user's to read).
+    images: dict[tuple[int, str], str | None] = {}
+    for row in rows:
+        if row.rule == "merge" and row.kind == "updated" and row.key_text:
+            base = bases.get((row.table.id, row.key_text), (None, None))[0]
+            if base is not None or given is not None:
+                images[(row.table.id, row.key_text)] = await service.fetchval(
+                    BASE_IMAGE, row.table.id, row.key_text, base, given.seq if given else 0)
+    written: tuple[list[int], list[str], list[int]] = ([], [], [])
+    conn = await session.as_user()
+    for row in rows:
+        try:
+            async with conn.transaction():
+                version = await _apply_row(session, row, bases, images)
+        except _Refused as refusal:
+            refused.append({"table": row.table.public_name, "key": row.table.key_value(row.key) if row.key else None,
+                            "kind": row.kind, "reason": refusal.reason, **refusal.extra})
+            continue
+        except asyncpg.PostgresError as error:
+            refused.append({"table": row.table.public_name, "key": row.table.key_value(row.key), "kind": row.kind,
+                            **_reason(error)})
+            continue
+        if version is not None and version > 0:
+            written[0].append(row.table.id)
+            written[1].append(row.key_text)
+            written[2].append(version)
+    return written
+
+
+def _reason(error: asyncpg.PostgresError) -> dict[str, Any]:
+    state = getattr(error, "sqlstate", "") or ""
+    if state == "42501":
+        return {"reason": "forbidden", "message": "row-level security refused the write"}
+    if state == "23505":
+        return {"reason": "exists", "message": "a row with this key already exists"}
+    return {"reason": "invalid", "message": str(error).splitlines()[0][:300]}
+
+
+def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
+    cache_key = f"{name}:{','.join(columns)}"
+    cached = table.sql.get(cache_key)
+    if cached is not None:
+        return cached
+    q = table.qualified
+    where = " and ".join(f"t.{quote_ident(c)} = ($1::jsonb ->> '{_lit(c)}')::{table.columns[c]}" for c in table.pk)
+    if name == "lock":
+        sql = f"select t.xmin::text::bigint, to_jsonb(t)::text from {q} t where {where} for update"
+    elif name == "delete":
+        sql = f"delete from {q} t where {where} returning 1"
+    elif name == "update":
+        sets = ", ".join(f"{quote_ident(c)} = r.{quote_ident(c)}" for c in columns)
+        sql = (f"update {q} t set {sets} from jsonb_populate_record(null::{q}, $2::jsonb) r where {where} "
+               "returning t.xmin::text::bigint")
+    elif name == "insert":
+        cols = ", ".join(quote_ident(c) for c in columns)
+        picks = ", ".join(f"r.{quote_ident(c)}" for c in columns)
+        sql = (f"insert into {q} ({cols}) select {picks} from jsonb_populate_record(null::{q}, $1::jsonb) r "
+               "returning xmin::text::bigint")
+    elif name == "server_changed":
+        # Columns among $3 whose value differs between the base image $1 and the current row $2 (typed).
+        sql = (f"select coalesce(array_agg(c), '{{}}') from unnest($3::text[]) c, "
+               f"lateral (select to_jsonb(jsonb_populate_record(null::{q}, $1::jsonb)) b) base "
+               "where base.b -> c is distinct from $2::jsonb -> c")
+    else:
+        raise KeyError(name)
+    table.sql[cache_key] = sql
+    return sql
+
+
+def _lit(text: str) -> str:
+    return text.replace("'", "''")
+
+
+async def _apply_row(session: _Session, row: _Row, bases: dict, images: dict) -> int | None:
+    table = row.table
+    conn = session.conn
+    if not row.key:
+        raise _Refused("missing_key", columns=table.pk)
+    unknown = [c for c in row.values if c not in table.columns]
+    if unknown:
+        raise _Refused("unknown_column", columns=unknown)
+    current = await conn.fetchrow(_sql(table, "lock"), row.key_text)
+    base, pushed = bases.get((table.id, row.key_text), (None, None))
+    changed_on_server = current is not None and current[0] not in (base, pushed)
+    rule = row.rule
+
+    if row.kind == "deleted":
+        if current is None:
+            return None  # already gone: deleting twice is fine
+        if rule == "reject" and changed_on_server:
+            raise _Refused("conflict")
+        if await conn.fetchval(_sql(table, "delete"), row.key_text) is None:
+            raise _Refused("forbidden")
+        return None
+
+    if row.kind == "created" and current is None:
+        columns = tuple(sorted(row.values))
+        return await conn.fetchval(_sql(table, "insert", columns), json.dumps(row.values))
+
+    if current is None:
+        raise _Refused("not_found")
+    values = {c: row.values[c] for c in row.changed if c in row.values and c not in table.pk}
+    if row.kind == "created":
+        # The key exists: a create is then an update of every column sent, and the server row counts as changed.
+        if rule in ("reject", "merge"):
+            raise _Refused("exists")
+        changed_on_server = True
+        values = {c: v for c, v in row.values.items() if c not in table.pk}
+    if changed_on_server:
+        if rule == "reject":
+            raise _Refused("conflict")
+        if rule == "merge":
+            image = images.get((table.id, row.key_text))
+            clashing = await _clashing_columns(conn, table, row, current, image, list(values))
+            if clashing:
+                raise _Refused("conflict", columns=clashing)
+        elif rule == "custom":
+            values = await _resolve(conn, table, row.resolver, current[1], values)
+    if not values:
+        return None
+    columns = tuple(sorted(values))
+    version = await conn.fetchval(_sql(table, "update", columns), row.key_text, json.dumps(values))
+    if version is None:
+        raise _Refused("forbidden")
+    # Written over server changes the client has not seen: it does not hold this version (negative: not recorded).
+    return -version if changed_on_server else version
+
+
+async def _clashing_columns(conn: Any, table: Table, row: _Row, current: Any, image: str | None,
+                            columns: list[str]) -> list[str]:
+    """The client's changed columns that the server also changed since the version the client was sent."""
+    if image is None:
+        # No base to compare with: every column whose server value differs from the client's clashes.
+        image = json.dumps(row.values)
+    return list(await conn.fetchval(_sql(table, "server_changed"), image, current[1], columns))
+
+
+async def _resolve(conn: Any, table: Table, resolver: str | None, server_row: str,
+                   values: dict[str, Any]) -> dict[str, Any]:
+    server = json.loads(server_row)
+    client = {**server, **values}
+    sql = f"select {resolver}($1::jsonb, $2::jsonb, $3::text[])::text"
+    kept = await conn.fetchval(sql, server_row, json.dumps(client), list(values))
+    if kept is None:
+        raise _Refused("rejected_by_resolver")
+    result = json.loads(kept)
+    if not isinstance(result, dict):
+        raise _Refused("rejected_by_resolver", message="the resolver did not return an object")
+    return {c: v for c, v in result.items() if c in table.columns and c not in table.pk}
