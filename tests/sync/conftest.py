@@ -119,3 +119,11 @@ def push(device: SyncClient, changes: dict, mutation_id: str | None = None):
     body = {"client_id": device.client_id, "mutation_id": mutation_id or uuid.uuid4().hex, "cursor": device.cursor,
             "changes": changes}
     return device.http.post("/sync/v1/push", json=body)
+
+
+@pytest.fixture
+def fast_metrics(monkeypatch):
+    """Sync metrics sampled every 0.1 s (request it before `api`)."""
+    from tuskbase.sync import metrics
+
+    monkeypatch.setattr(metrics, "INTERVAL", 0.1)

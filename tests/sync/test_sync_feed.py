@@ -224,3 +224,36 @@ def test_processes_leader_killed_under_load_standby_takes_over_exactly_once(data
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_retention_prunes_old_changes_and_idle_clients(feed, admin):
+    list_id = make_list(admin, uuid.uuid4())
+    for i in range(3):
+        admin.execute("insert into public.todos (list_id, title) values (%s, %s)", (list_id, f"t{i}"))
+    drain(feed)
+    admin.execute("update sync.changes set committed_at = now() - interval '400 hours' where seq <= 2")
+    admin.execute("insert into sync.clients (client_id, user_key, seen_at) values "
+                  "('old', 'u', now() - interval '400 hours'), ('recent', 'u', now())")
+    assert feed.prune() == (2, 1)
+    assert admin.execute("select min(seq), count(*) from sync.changes").fetchone() == (3, 2)
+    assert admin.execute("select pruned_seq from sync.feed_state").fetchone()[0] == 2
+    assert [r[0] for r in admin.execute("select client_id from sync.clients")] == ["recent"]
+    assert feed.prune() == (0, 0)
+
+
+def test_idle_feed_advances_the_slot_with_a_heartbeat(feed, admin, monkeypatch):
+    import tuskbase.sync.feed as feed_module
+
+    admin.execute("create table public.unsynced (id int)")
+    for i in range(50):
+        admin.execute("insert into public.unsynced values (%s)", (i,))
+    before = admin.execute("select confirmed_flush_lsn from pg_replication_slots where slot_name = %s",
+                           (feed.slot,)).fetchone()[0]
+    drain(feed)  # nothing published: the slot cannot move by itself
+    monkeypatch.setattr(feed_module, "HEARTBEAT_SECONDS", 0.0)
+    feed._maybe_heartbeat()
+    drain(feed)
+    after = admin.execute("select confirmed_flush_lsn from pg_replication_slots where slot_name = %s",
+                          (feed.slot,)).fetchone()[0]
+    assert after > before
+    assert admin.execute("select count(*) from sync.changes").fetchone()[0] == 0

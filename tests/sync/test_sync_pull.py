@@ -243,3 +243,43 @@ def test_a_change_to_a_synced_table_alone_is_pulled_incrementally(api, admin, fe
     answers = device.sync()
     assert ids(answers, "todos", "created") == {item}
     assert [r["title"] for r in received(answers, "lists", "updated")] == ["renamed"]
+
+
+def test_truncate_and_policy_change_are_exact(api, admin, feed):
+    import time
+
+    alice, bob = new_user(), new_user()
+    mine = make_list(admin, alice)
+    items = {make_todo(admin, mine, f"t{i}") for i in range(3)}
+    drain(feed)
+    bobs = SyncClient(api, bob)
+    bobs.sync()
+    assert bobs.ids("todos") == set()
+    # A policy change moves rows into view without any row changing.
+    admin.execute("create policy todos_public on public.todos for select to authenticated using (title like 't%')")
+    time.sleep(1.1)  # the API's catalog cache
+    answers = bobs.sync()
+    assert ids(answers, "todos", "created") == items
+    admin.execute("truncate public.todos cascade")
+    drain(feed)
+    answers = bobs.sync()
+    assert set(received(answers, "todos", "deleted")) == items
+    assert bobs.ids("todos") == set()
+
+
+def test_metrics_export_slot_lag_and_feed_progress(fast_metrics, api, admin, feed):
+    import time
+
+    import httpx
+
+    make_list(admin, new_user())
+    drain(feed)
+    deadline = time.monotonic() + 10
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{api.url}/metrics").text
+        if "tuskbase_sync_feed_seq 1.0" in text:
+            break
+        time.sleep(0.1)
+    assert "tuskbase_sync_feed_seq 1.0" in text
+    assert "tuskbase_sync_slot_lag_bytes" in text and "tuskbase_sync_feed_changes_per_second" in text

@@ -71,6 +71,18 @@ WAL_POSITION = "select pg_current_wal_insert_lsn()::text, pg_current_wal_flush_l
 FLUSH_WAL = "select pg_logical_emit_message(false, 'tuskbase_sync_flush', '', true)"
 HEARTBEAT = "select pg_logical_emit_message(true, 'tuskbase_sync_heartbeat', '')"
 TABLES = "select relid::oid, id, served from sync.tables"
+PRUNE_EVERY_SECONDS = 60.0
+PRUNE_CHANGES = """
+with cut as (
+  select max(seq) as seq from sync.changes where committed_at < now() - make_interval(hours => %(hours)s)
+), gone as (
+  delete from sync.changes where seq <= (select seq from cut) returning 1
+)
+update sync.feed_state set pruned_seq = greatest(pruned_seq, coalesce((select seq from cut), 0))
+returning (select count(*) from gone)
+"""
+PRUNE_CLIENTS = "delete from sync.clients where seen_at < now() - make_interval(hours => %(hours)s)"
+PRUNE_MUTATIONS = "delete from sync.mutations where created_at < now() - make_interval(hours => %(hours)s)"
 PRIMARY_KEY = """
 select array_agg(a.attname::text order by k.ord)
 from pg_index i
@@ -108,6 +120,7 @@ class Feed:
         self.tables: dict[int, int] = {}
         self.last_wal = ""
         self.idle_since = time.monotonic()
+        self.pruned_at = 0.0
         self.decoder = Decoder(self._key_columns)
 
     # -- connection and leadership ---------------------------------------------------------------------
@@ -212,6 +225,20 @@ class Feed:
             self.advance(batch)
         return batch
 
+    def prune(self) -> tuple[int, int]:
+        """Retention: drop changes and idle clients older than `sync_retention_hours`; a cursor that needed the
+        dropped changes is answered `reset` (pull.py compares it with `pruned_seq`)."""
+        assert self.conn is not None
+        hours = {"hours": self.settings.sync_retention_hours}
+        with self.conn.transaction():
+            changes = self.conn.execute(PRUNE_CHANGES, hours).fetchone()[0]
+            clients = self.conn.execute(PRUNE_CLIENTS, hours).rowcount
+            self.conn.execute(PRUNE_MUTATIONS, hours)
+        self.pruned_at = time.monotonic()
+        if changes or clients:
+            log.info("retention: removed %d changes and %d idle clients", changes, clients)
+        return changes, clients
+
     def wal_moved(self) -> bool:
         """True when the WAL moved since the last look (flushing it if needed, so that decoding sees it)."""
         assert self.conn is not None
@@ -249,6 +276,8 @@ class Feed:
                     log.info("feed consumer is the leader (slot %s)", self.slot)
                     announced_standby = False
                     self.last_wal = ""
+                if time.monotonic() - self.pruned_at > PRUNE_EVERY_SECONDS:
+                    self.prune()
                 if not self.wal_moved():
                     stop.wait(poll)
                     continue

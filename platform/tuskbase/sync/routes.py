@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response, post
 
+from tuskbase.sync import metrics
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
 from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
@@ -82,3 +83,5 @@ async def push_route(request: Request) -> Response[bytes]:
 
 
 ROUTES: list[Any] = [pull_route, push_route]
+STARTUP = [metrics.start]
+SHUTDOWN = [metrics.stop]
