@@ -78,19 +78,19 @@ async def create(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
                                   app_metadata=app_metadata, role=role, user_id=user_id, anonymous=email is None)
         if body.get("ban_duration") not in (None, "none"):
             await _update(conn, user["id"], {"ban_duration": body["ban_duration"]}, None)
-        return await users.to_json(conn, await users.by_id(conn, user["id"]))
+        return users.to_json(await users.by_id(conn, user["id"]))
 
 
 async def list_users(ctx: Context, page: int, per_page: int) -> tuple[dict[str, Any], int]:
     async with store.transaction(ctx.pool) as conn:
         total = await conn.fetchval(COUNT_USERS)
         rows = await conn.fetch(PAGE_USERS, per_page, (page - 1) * per_page)
-        return {"users": [await users.to_json(conn, r) for r in rows], "aud": "authenticated"}, total
+        return {"users": [users.to_json(r) for r in rows], "aud": "authenticated"}, total
 
 
 async def get(ctx: Context, user_id: str) -> dict[str, Any]:
     async with store.transaction(ctx.pool) as conn:
-        return await users.to_json(conn, await _existing(conn, user_id))
+        return users.to_json(await _existing(conn, user_id))
 
 
 async def _existing(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record:
@@ -108,7 +108,7 @@ async def update(ctx: Context, user_id: str, body: dict[str, Any]) -> dict[str, 
     async with store.transaction(ctx.pool) as conn:
         user = await _existing(conn, user_id)
         await _update(conn, user["id"], body, new_hash, user)
-        return await users.to_json(conn, await users.by_id(conn, user["id"]))
+        return users.to_json(await users.by_id(conn, user["id"]))
 
 
 async def _update(conn: asyncpg.Connection, user_id: uuid.UUID, body: dict[str, Any], new_hash: str | None,

@@ -104,6 +104,6 @@ async def generate_link(ctx: Context, body: dict[str, Any], redirect_to: str | N
             raise errors.AuthError(422, errors.EMAIL_EXISTS,
                                    "A user with this email address has already been registered")
         outgoing = await otp.issue(conn, ctx, user["id"], LINK_TOKEN_TYPES[kind], email, target)
-        answer = await users.to_json(conn, await users.by_id(conn, user["id"]))
+        answer = users.to_json(await users.by_id(conn, user["id"]))
     return {**answer, "action_link": outgoing.link, "email_otp": outgoing.code, "hashed_token": outgoing.hashed,
             "redirect_to": target, "verification_type": kind}

@@ -23,8 +23,7 @@ returning bucket, hits,
 """
 
 
-async def hit(pool: asyncpg.Pool, settings: Settings, endpoint: str, ip: str | None,
-              identifier: str | None) -> None:
+def _keys(endpoint: str, ip: str | None, identifier: str | None) -> tuple[list[str], list[str]]:
     buckets, keys = [], []
     if ip:
         buckets.append("ip:" + endpoint)
@@ -32,13 +31,31 @@ async def hit(pool: asyncpg.Pool, settings: Settings, endpoint: str, ip: str | N
     if identifier:
         buckets.append("id:" + endpoint)
         keys.append(identifier.lower())
-    if not buckets:
-        return
-    async with store.transaction(pool) as conn:
-        rows = await conn.fetch(HIT, buckets, keys, settings.auth_rate_limit_window)
+    return buckets, keys
+
+
+def _check(settings: Settings, rows: list[asyncpg.Record]) -> None:
     for row in rows:
         limit = (settings.auth_rate_limit_per_ip if row["bucket"].startswith("ip:")
                  else settings.auth_rate_limit_per_identifier)
         if row["hits"] > limit:
             raise errors.AuthError(429, errors.OVER_REQUEST_RATE_LIMIT, "Request rate limit reached",
                                    headers={"Retry-After": str(row["retry_after"])})
+
+
+async def hit(pool: asyncpg.Pool, settings: Settings, endpoint: str, ip: str | None,
+              identifier: str | None) -> None:
+    """Count a request in its own transaction (it stays counted whatever the request's outcome)."""
+    buckets, keys = _keys(endpoint, ip, identifier)
+    if buckets:
+        async with store.transaction(pool) as conn:
+            rows = await conn.fetch(HIT, buckets, keys, settings.auth_rate_limit_window)
+        _check(settings, rows)
+
+
+async def hit_in(conn: asyncpg.Connection, settings: Settings, endpoint: str, ip: str | None,
+                 identifier: str | None) -> None:
+    """Count a request inside the caller's transaction, for flows that commit their failures too (refresh)."""
+    buckets, keys = _keys(endpoint, ip, identifier)
+    if buckets:
+        _check(settings, await conn.fetch(HIT, buckets, keys, settings.auth_rate_limit_window))

@@ -84,8 +84,8 @@ async def token_route(request: Request) -> Response[bytes]:
         raw = body.get("refresh_token")
         if not isinstance(raw, str) or not raw:
             raise errors.AuthError(400, errors.REFRESH_TOKEN_NOT_FOUND, "Refresh Token Not Found")
-        await ratelimit.hit(ctx.pool, ctx.settings, "refresh", ctx.ip, None)
         async with store.transaction(ctx.pool) as conn:
+            await ratelimit.hit_in(conn, ctx.settings, "refresh", ctx.ip, None)
             outcome = await sessions.refresh(conn, ctx.settings, ctx.signer, raw, ctx.device)
         if outcome.error is not None:
             raise outcome.error  # after COMMIT: a detected reuse keeps its revocation

@@ -40,7 +40,14 @@ where t.token_hash = $1
 for update of t, s
 """
 SELECT_CHAIN_TOKEN = "select id, revoked from auth.refresh_tokens where token_hash = $1 and session_id = $2"
-REVOKE_REFRESH_TOKEN = "update auth.refresh_tokens set revoked = true, updated_at = now() where id = $1"
+ROTATE = """
+with revoked as (update auth.refresh_tokens set revoked = true, updated_at = now() where id = $1),
+     child as (insert into auth.refresh_tokens (token_hash, session_id, user_id, parent_id) values ($2, $3, $4, $1))
+update auth.sessions set refreshed_at = now(), last_seen_at = now(), updated_at = now(),
+  device_id = coalesce($5, device_id), platform = coalesce($6, platform),
+  app_version = coalesce($7, app_version), user_agent = coalesce($8, user_agent), ip = coalesce($9::inet, ip)
+where id = $3
+"""
 TOUCH_SESSION = """
 update auth.sessions set refreshed_at = now(), last_seen_at = now(), updated_at = now(),
   device_id = coalesce($2, device_id), platform = coalesce($3, platform),
@@ -161,7 +168,7 @@ async def session_json(conn: asyncpg.Connection, settings: Settings, signer: Sig
         "expires_in": settings.jwt_exp,
         "expires_at": exp,
         "refresh_token": refresh_token,
-        "user": await users.to_json(conn, user),
+        "user": users.to_json(user),
         "weak_password": None,
     }
 
@@ -222,9 +229,8 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
                                                          current, amr))
         return RefreshOutcome(error=NOT_FOUND)
     child = child_token(signer, raw)
-    await conn.execute(REVOKE_REFRESH_TOKEN, row["id"])
-    await conn.execute(INSERT_REFRESH_TOKEN, hash_token(child), row["session_id"], row["user_id"], row["id"])
-    await _touch(conn, row["session_id"], device)
+    await conn.execute(ROTATE, row["id"], hash_token(child), row["session_id"], row["user_id"], device.device_id,
+                       device.platform, device.app_version, device.user_agent, device.ip)
     return RefreshOutcome(await session_json(conn, settings, signer, user, row["session_id"], child, amr))
 
 

@@ -37,7 +37,7 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
         flow_id = await pkce.start(conn, challenge, "email", "email/signup", user_id=user["id"],
                                    redirect_to=target) if challenge else None
         outgoing = await otp.issue(conn, ctx, user["id"], "confirmation", email, target, flow_id)
-        answer = await users.to_json(conn, await users.by_id(conn, user["id"]))
+        answer = users.to_json(await users.by_id(conn, user["id"]))
     await otp.send(ctx, outgoing)
     return answer
 

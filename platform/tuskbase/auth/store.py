@@ -14,14 +14,23 @@ from typing import Any
 
 import asyncpg
 
-AS_AUTH_ROLE = "select set_config('role', 'tuskbase_auth', true), set_config('request.jwt.claims', '', true)"
+# BEGIN and the role switch in one round trip (a simple-query string may hold several statements).
+BEGIN_AS_AUTH_ROLE = (
+    "begin; select set_config('role', 'tuskbase_auth', true), set_config('request.jwt.claims', '', true)"
+)
 
 
 @asynccontextmanager
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(AS_AUTH_ROLE)
-        yield conn
+    async with pool.acquire() as conn:
+        await conn.execute(BEGIN_AS_AUTH_ROLE)
+        try:
+            yield conn
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("rollback")
+            raise
+        await conn.execute("commit")
 
 
 def load_json(raw: str | None) -> Any:

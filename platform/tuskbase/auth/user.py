@@ -36,7 +36,7 @@ async def current(conn: asyncpg.Connection, claims: dict[str, Any]) -> asyncpg.R
 
 async def get(ctx: Context, claims: dict[str, Any]) -> dict[str, Any]:
     async with store.transaction(ctx.pool) as conn:
-        return await users.to_json(conn, await current(conn, claims))
+        return users.to_json(await current(conn, claims))
 
 
 def merge_metadata(old: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +83,7 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
                 await conn.execute(SET_EMAIL_CHANGE, user_id, email)
                 outgoing = await otp.issue(conn, ctx, user_id, "email_change", email,
                                            redirects.resolve(settings, redirect_to))
-        answer = await users.to_json(conn, await users.by_id(conn, user_id))
+        answer = users.to_json(await users.by_id(conn, user_id))
     await otp.send(ctx, outgoing)
     return answer
 

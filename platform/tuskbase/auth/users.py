@@ -16,16 +16,16 @@ USER_COLUMNS = (
     "id, aud, role, email, phone, encrypted_password, email_confirmed_at, phone_confirmed_at, confirmed_at, "
     "invited_at, confirmation_sent_at, recovery_sent_at, email_change, email_change_sent_at, last_sign_in_at, "
     "raw_app_meta_data::text as app_meta, raw_user_meta_data::text as user_meta, is_anonymous, banned_until, "
-    "created_at, updated_at, deleted_at"
+    "created_at, updated_at, deleted_at, "
+    "(select coalesce(json_agg(json_build_object("
+    "'identity_id', i.id, 'id', i.provider_id, 'user_id', i.user_id, 'identity_data', i.identity_data, "
+    "'provider', i.provider, 'email', i.email, 'last_sign_in_at', i.last_sign_in_at, "
+    "'created_at', i.created_at, 'updated_at', i.updated_at) order by i.created_at), '[]') "
+    "from auth.identities i where i.user_id = auth.users.id)::text as identities_json"
 )
 SELECT_USER_BY_ID = "select " + USER_COLUMNS + " from auth.users where id = $1 and deleted_at is null"
 SELECT_USER_BY_EMAIL = "select " + USER_COLUMNS + " from auth.users where email = $1 and deleted_at is null"
 SELECT_USER_BY_PHONE = "select " + USER_COLUMNS + " from auth.users where phone = $1 and deleted_at is null"
-SELECT_IDENTITIES = """
-select id, provider_id, user_id, provider, identity_data::text as data, email, last_sign_in_at, created_at,
-       updated_at
-from auth.identities where user_id = $1 order by created_at
-"""
 INSERT_USER = """
 insert into auth.users (id, email, phone, encrypted_password, email_confirmed_at, phone_confirmed_at,
                         raw_app_meta_data, raw_user_meta_data, is_anonymous, role, confirmation_sent_at)
@@ -116,24 +116,23 @@ async def create(
     providers = [] if anonymous else [provider]
     app_meta = {**(app_metadata or {}), "provider": "anonymous" if anonymous else provider, "providers": providers}
     try:
-        async with conn.transaction():
-            await conn.execute(
-                INSERT_USER, user_id, email, phone, password_hash, email_confirmed, phone_confirmed,
-                dump_json(app_meta), dump_json(user_metadata or {}), anonymous, role,
-                datetime.now().astimezone() if confirmation_sent else None,
-            )
-            if identity is not None:
-                provider_id, data = identity
-            elif not anonymous and provider == "email" and email:
-                provider_id, data = str(user_id), {"sub": str(user_id), "email": email,
-                                                   "email_verified": email_confirmed, "phone_verified": False}
-            elif not anonymous and provider == "phone" and phone:
-                provider_id, data = str(user_id), {"sub": str(user_id), "phone": phone,
-                                                   "email_verified": False, "phone_verified": phone_confirmed}
-            else:
-                provider_id, data = "", {}
-            if provider_id:
-                await conn.execute(INSERT_IDENTITY, provider_id, user_id, provider, dump_json(data))
+        await conn.execute(
+            INSERT_USER, user_id, email, phone, password_hash, email_confirmed, phone_confirmed,
+            dump_json(app_meta), dump_json(user_metadata or {}), anonymous, role,
+            datetime.now().astimezone() if confirmation_sent else None,
+        )
+        if identity is not None:
+            provider_id, data = identity
+        elif not anonymous and provider == "email" and email:
+            provider_id, data = str(user_id), {"sub": str(user_id), "email": email,
+                                               "email_verified": email_confirmed, "phone_verified": False}
+        elif not anonymous and provider == "phone" and phone:
+            provider_id, data = str(user_id), {"sub": str(user_id), "phone": phone,
+                                               "email_verified": False, "phone_verified": phone_confirmed}
+        else:
+            provider_id, data = "", {}
+        if provider_id:
+            await conn.execute(INSERT_IDENTITY, provider_id, user_id, provider, dump_json(data))
     except asyncpg.UniqueViolationError as error:
         if "phone" in (error.constraint_name or ""):
             raise errors.AuthError(422, "phone_exists", "Phone number already registered by another user") from None
@@ -148,23 +147,13 @@ def time_json(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
 
 
-def identity_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "identity_id": str(row["id"]),
-        "id": row["provider_id"],
-        "user_id": str(row["user_id"]),
-        "identity_data": load_json(row["data"]),
-        "provider": row["provider"],
-        "last_sign_in_at": time_json(row["last_sign_in_at"]),
-        "created_at": time_json(row["created_at"]),
-        "updated_at": time_json(row["updated_at"]),
-        "email": row["email"],
-    }
-
-
-async def to_json(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, Any]:
+def to_json(row: asyncpg.Record) -> dict[str, Any]:
     """The user object of Supabase Auth (what `User` in the clients parses)."""
-    identities = [identity_json(r) for r in await conn.fetch(SELECT_IDENTITIES, row["id"])]
+    identities = load_json(row["identities_json"]) or []
+    for identity in identities:
+        for key in ("last_sign_in_at", "created_at", "updated_at"):
+            if identity[key]:
+                identity[key] = time_json(datetime.fromisoformat(identity[key]))
     body = {
         "id": str(row["id"]),
         "aud": row["aud"],
