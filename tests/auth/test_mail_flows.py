@@ -181,3 +181,18 @@ def test_admin_generate_link(admin_api, client):
     assert link.properties.verification_type == "magiclink" and link.user.email == ADA
     assert "/auth/v1/verify?" in link.properties.action_link
     assert client.verify_otp({"email": ADA, "token": link.properties.email_otp, "type": "magiclink"}).session
+
+
+def test_invite(admin_api, client, smtp, api, auth_url):
+    mailbox, _port = smtp
+    invited = admin_api.invite_user_by_email("bob@example.com", {"data": {"team": "blue"}}).user
+    assert invited.invited_at is not None and invited.email_confirmed_at is None
+    assert mailbox.wait_for("bob@example.com")["Subject"] == "You have been invited"
+    accepted = client.verify_otp({"email": "bob@example.com", "token": mailbox.code("bob@example.com"),
+                                  "type": "invite"})
+    assert accepted.user.id == invited.id and accepted.user.user_metadata == {"team": "blue"}
+    client.update_user({"password": PASSWORD})
+    client.sign_out()
+    assert client.sign_in_with_password({"email": "bob@example.com", "password": PASSWORD}).session
+    refused = httpx.post(f"{auth_url}/invite", json={"email": "eve@example.com"}, headers=api.headers())
+    assert refused.status_code == 403 and refused.json()["error_code"] == "not_admin"

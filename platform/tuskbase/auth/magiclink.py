@@ -1,5 +1,5 @@
 """Passwordless and recovery mails: POST /otp (email code + magic link), /recover, /resend, and the admin's
-/admin/generate_link. Answers never say whether an address has an account (except where Supabase does)."""
+/invite and /admin/generate_link. Answers never say whether an address has an account (except where Supabase does)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,24 @@ async def resend(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
             if user_id is not None:
                 outgoing = await otp.issue(conn, ctx, user_id, "email_change", email, target)
     await otp.send(ctx, outgoing)
+
+
+async def invite(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> dict[str, Any]:
+    """POST /invite (service role): create the user and mail an invitation; accepting it signs them in."""
+    email = _email(body)
+    data = users.metadata(body.get("data"))
+    target = redirects.resolve(ctx.settings, redirect_to)
+    async with store.transaction(ctx.pool) as conn:
+        user = await users.by_email(conn, email)
+        if user is not None and user["email_confirmed_at"] is not None:
+            raise errors.AuthError(422, errors.EMAIL_EXISTS,
+                                   "A user with this email address has already been registered")
+        if user is None:
+            user = await users.create(conn, email=email, user_metadata=data)
+        outgoing = await otp.issue(conn, ctx, user["id"], "invite", email, target)
+        answer = users.to_json(await users.by_id(conn, user["id"]))
+    await otp.send(ctx, outgoing)
+    return answer
 
 
 LINK_TOKEN_TYPES = {"signup": "confirmation", "magiclink": "magiclink", "recovery": "recovery", "invite": "invite"}

@@ -258,6 +258,12 @@ async def admin_revoke_session(request: Request) -> None:
     await admin.revoke_session(_admin(request), request.path_params["user_id"], request.path_params["session_id"])
 
 
+@post("/invite")
+async def invite_route(request: Request) -> Response[bytes]:
+    ctx = _admin(request)
+    return respond(await magiclink.invite(ctx, await json_body(request), request.query_params.get("redirect_to")))
+
+
 @post("/admin/generate_link")
 async def admin_generate_link(request: Request) -> Response[bytes]:
     ctx = _admin(request)
@@ -315,7 +321,7 @@ ROUTES: list[Any] = [
             update_user_route, list_sessions_route, revoke_session_route, otp_route, magiclink_route,
             recover_route, resend_route, verify_route, verify_link_route, authorize_route, callback_route,
             admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
-            admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link,
+            admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
         ],
         exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
                             Exception: _unexpected},
