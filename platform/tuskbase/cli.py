@@ -213,6 +213,8 @@ def print_banner(settings: Settings, seconds: float) -> None:
         f"\nTuskbase is ready in {seconds:.1f}s\n"
         f"  API URL:          {settings.api_url}\n"
         f"  REST:             {settings.api_url}/rest/v1\n"
+        f"  Auth:             {settings.api_url}/auth/v1 (mails: "
+        f"{'SMTP' if settings.smtp_url else 'console and table auth.mail_outbox'})\n"
         f"  Database:         {_redact(db.admin_url(settings))}\n"
         f"  anon key:         {signer.api_key('anon')}\n"
         f"  service_role key: {signer.api_key('service_role')}\n"
