@@ -1,0 +1,65 @@
+"""WatermelonDB's sync endpoint, `/sync/v1/watermelon` (logic in watermelon.py).
+
+    GET  /sync/v1/watermelon?last_pulled_at=<timestamp>&schema_version=<n>&migration=<json>&limit=<n>
+      -> {"changes": {table: {"created": [...], "updated": [...], "deleted": [ids]}}, "timestamp": <number>,
+          "has_more": false}                      (plus "experimentalStrategy": "replacement" after a reset)
+    POST /sync/v1/watermelon?last_pulled_at=<timestamp>   {"changes": {...}, "lastPulledAt": <timestamp>}
+      -> 200 {} | 409 conflict (pull, then push again) | 400 / 403, nothing applied
+
+`apikey` carries the project key and `Authorization: Bearer` the user's token, as everywhere. Errors are
+`{"code": "SYNCnnn", "message": ..., "details": ...}`, never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response, get, post
+
+from tuskbase.sync import watermelon
+from tuskbase.sync.errors import UNAUTHORIZED, SyncError
+from tuskbase.tokens import TokenError
+
+JSON = MediaType.JSON
+
+
+def _error(error: SyncError) -> Response[bytes]:
+    return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
+
+
+def _identity(request: Request) -> tuple[dict[str, Any], str]:
+    try:
+        return request.app.state.claims.from_headers(request.headers.get("apikey"),
+                                                     request.headers.get("authorization"))
+    except TokenError as error:
+        raise SyncError(UNAUTHORIZED, str(error)) from None
+
+
+@get("/sync/v1/watermelon", media_type=JSON, include_in_schema=False)
+async def watermelon_pull(request: Request) -> Response[bytes]:
+    try:
+        claims, claims_json = _identity(request)
+        state = request.app.state
+        answer = await watermelon.pull(state.pool, claims, claims_json, request.query_params, state.settings)
+    except SyncError as error:
+        return _error(error)
+    return Response(answer.body(), media_type=JSON)
+
+
+@post("/sync/v1/watermelon", media_type=JSON, status_code=200, include_in_schema=False)
+async def watermelon_push(request: Request) -> Response[bytes]:
+    try:
+        claims, claims_json = _identity(request)
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
+            raise SyncError(watermelon.BAD_RECORD, "the body must be JSON") from None
+        state = request.app.state
+        answer = await watermelon.push(state.pool, claims, claims_json, request.query_params, body, state.settings)
+    except SyncError as error:
+        return _error(error)
+    return Response(answer, media_type=JSON)
+
+
+ROUTES = [watermelon_pull, watermelon_push]
