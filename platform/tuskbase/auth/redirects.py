@@ -19,7 +19,8 @@ def _patterns(raw: str) -> tuple[re.Pattern[str], ...]:
     compiled = []
     for entry in filter(None, (e.strip() for e in raw.split(","))):
         regex = "".join(
-            ".*" if token == "**" else "[^/?#]*" if token == "*" else re.escape(token)
+            # `*` never crosses a host or path boundary: browsers read `\` as `/` and `@` ends userinfo.
+            r"[^\s]*" if token == "**" else r"[^/?#\\@\s]*" if token == "*" else re.escape(token)
             for token in re.split(r"(\*\*|\*)", entry)
         )
         compiled.append(re.compile(regex + r"(?:[?#].*)?"))
