@@ -26,6 +26,7 @@ from tuskbase.schema import SchemaHolder
 from tuskbase.tokens import ClaimsCache, TokenError
 
 log = logging.getLogger("tuskbase.rest")
+PREFIX = "/rest/v1"
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
@@ -77,7 +78,8 @@ class RestService:
         await send({"type": "http.response.body", "body": body})
 
     async def answer(self, scope: dict[str, Any], receive: Any, method: str, headers: dict[bytes, bytes]) -> Answer:
-        path = scope["path"].strip("/")
+        # Mounted, Litestar passes the path below /rest/v1; dispatched directly (routes.py), the whole path.
+        path = scope["path"].removeprefix(PREFIX).strip("/")
         if method == "OPTIONS":
             return self.preflight(headers)
         authenticated = b"authorization" in headers

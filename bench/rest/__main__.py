@@ -1,0 +1,143 @@
+"""REST hot path: `GET /rest/v1/todos?id=eq.<id>` (one row, RLS on, authenticated JWT) against pgbench running
+the same SQL transaction with the same number of clients, in the same run, on the same database.
+
+The SQL pgbench runs is the statement the API itself compiles for that URL (taken from tuskbase.rest, not
+written by hand), inside the transaction `db.request_transaction` opens:
+
+    BEGIN READ ONLY; select set_config('role', ...), set_config('request.jwt.claims', ...); <statement>; COMMIT
+
+with `-M prepared`, as asyncpg prepares it. The API runs under granian (what `tuskbase serve` uses) with 1 and
+2 workers; wrk drives it (installed with apt-get when missing).
+
+    python -m bench.rest                      # 64 clients, 8 s per measurement, 2 rounds
+    BENCH_CLIENTS=8 BENCH_SECONDS=5 BENCH_ROUNDS=3 python -m bench.rest
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.common import JWT_SECRET, api_env, database, free_port, granian_command, serve, wrk
+from tuskbase import schema
+from tuskbase.config import Settings
+from tuskbase.embedded import bin_dir
+from tuskbase.rest.handler import RestService
+from tuskbase.tokens import ClaimsCache, Signer
+
+USER = uuid.UUID("00000000-0000-4000-8000-0000000be4c4")
+
+
+def seed(url: str) -> str:
+    """One user with 10 lists of 100 todos (and other users' rows RLS must skip); returns one todo id."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("insert into public.lists (owner_id, title) select %s, 'list ' || i "
+                     "from generate_series(1, 10) i", (USER,))
+        conn.execute("insert into public.lists (owner_id, title) select gen_random_uuid(), 'other ' || i "
+                     "from generate_series(1, 100) i")
+        conn.execute("insert into public.todos (list_id, title, position) "
+                     "select l.id, 'todo ' || i, i from public.lists l, generate_series(1, 100) i")
+        conn.execute("analyze")
+        return str(conn.execute("select t.id from public.todos t join public.lists l on l.id = t.list_id "
+                                "where l.owner_id = %s order by t.position limit 1 offset 50", (USER,)).fetchone()[0])
+
+
+def api_statement(url: str, path: str, query: str) -> tuple[str, list[object]]:
+    """The SQL and parameters the API compiles for GET /rest/v1/<path>?<query>."""
+    settings = Settings(database_url=url, jwt_secret=JWT_SECRET)
+    with psycopg.connect(url) as conn:
+        cache = schema.load_sync(conn, settings.rest_schema_list)
+    holder = schema.SchemaHolder(settings.rest_schema_list)
+    holder.cache = cache
+    service = RestService(settings, None, holder, ClaimsCache(Signer(JWT_SECRET, settings.jwt_issuer)))
+    compiled = service.compile_read("GET", path, query.encode(), {})
+    return compiled.statement.sql, compiled.statement.params
+
+
+def pgbench(server_port: int, database_name: str, role: str, claims_json: str, sql: str, params: list[object],
+            clients: int, seconds: int) -> float:
+    script = ["BEGIN READ ONLY;",
+              "select set_config('role', :role, true), set_config('request.jwt.claims', :claims, true);",
+              re.sub(r"\$(\d+)", r":p\1", sql) + ";",
+              "COMMIT;"]
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write("\n".join(script) + "\n")
+        path = handle.name
+    os.chmod(path, 0o644)
+    defines = ["-D", f"role={role}", "-D", f"claims={claims_json}"]
+    for index, value in enumerate(params, 1):
+        defines += ["-D", f"p{index}={value}"]
+    command = [str(bin_dir() / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+               "-T", str(seconds), "-h", "127.0.0.1", "-p", str(server_port), "-U", "authenticator",
+               *defines, "-f", path, database_name]
+    try:
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    finally:
+        Path(path).unlink(missing_ok=True)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    if failed and int(failed.group(1)):
+        raise RuntimeError(f"pgbench transactions failed:\n{out}")
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+def main() -> None:
+    clients = int(os.environ.get("BENCH_CLIENTS", "64"))
+    seconds = int(os.environ.get("BENCH_SECONDS", "8"))
+    with database() as (server, url):
+        todo_id = seed(url)
+        signer = Signer(JWT_SECRET, "tuskbase")
+        now = int(time.time())
+        claims = {"sub": str(USER), "role": "authenticated", "aud": "authenticated", "iat": now,
+                  "exp": now + 24 * 3600, "iss": "tuskbase"}
+        token = signer.sign(claims)
+        claims_json = ClaimsCache(signer).verify(token)[1]
+        query = f"id=eq.{todo_id}"
+        sql, params = api_statement(url, "todos", query)
+        print(f"statement: {sql}\nparameters: {params}\nclients: {clients}, {seconds} s per measurement", flush=True)
+
+        rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+        headers = {"apikey": signer.api_key("anon"), "Authorization": f"Bearer {token}"}
+        with contextlib.ExitStack() as stack:
+            targets = {}
+            for workers in (1, 2):
+                port = free_port()
+                env = api_env(url, port, TUSKBASE_DB_POOL_MAX=str(max(4, min(clients, 32) // workers)),
+                              TUSKBASE_DB_POOL_MIN="2")
+                base = stack.enter_context(serve(granian_command(port, workers), env, port))
+                target = f"{base}/rest/v1/todos?{query}"
+                check = httpx.get(target, headers=headers)
+                assert check.status_code == 200 and len(check.json()) == 1, check.text
+                wrk(target, seconds=2, connections=clients, headers=headers)  # warm-up
+                targets[f"api ({workers} worker{'s' if workers > 1 else ''})"] = target
+            # Rounds interleave the ceiling and the API so that load from other processes hits both alike;
+            # the best of each is reported.
+            ceiling_runs: list[float] = []
+            api_runs: dict[str, list[float]] = {name: [] for name in targets}
+            for _ in range(rounds):
+                ceiling_runs.append(pgbench(server.port, "bench", "authenticated", claims_json, sql, params,
+                                            clients, seconds))
+                for name, target in targets.items():
+                    api_runs[name].append(wrk(target, seconds=seconds, connections=clients, headers=headers))
+
+        ceiling = max(ceiling_runs)
+        print(f"pgbench, same transaction, {clients} clients: {ceiling:9.0f} tps   (runs: "
+              + ", ".join(f"{r:.0f}" for r in ceiling_runs) + ")")
+        for name, runs in api_runs.items():
+            rate = max(runs)
+            print(f"{name:16s} GET /rest/v1/todos?id=eq.N: {rate:9.0f} req/s   ratio to pgbench {rate / ceiling:.2f}"
+                  "   (runs: " + ", ".join(f"{r:.0f}" for r in runs) + ")")
+        best = max(max(runs) for runs in api_runs.values())
+        print(f"best ratio: {best / ceiling:.2f} (goal >= 0.50)")
+
+
+if __name__ == "__main__":
+    main()
