@@ -166,6 +166,15 @@ def test_counts_content_range_and_partial_content(things, alice, api):
     assert beyond.json()["code"] == "PGRST103"
 
 
+def test_planned_and_estimated_counts(things, alice, admin):
+    admin.execute("analyze public.things")
+    planned = alice.table("things").select("id", count="planned").execute()
+    assert isinstance(planned.count, int) and planned.count >= 0
+    # Estimated is exact below the max-rows threshold: RLS still hides Bob's row.
+    estimated = alice.table("things").select("id", count="estimated").gt("id", 1).execute()
+    assert estimated.count == 2
+
+
 def test_single_object_and_maybe_single(world, alice):
     one = alice.table("lists").select("title").eq("id", world.alice_list).single().execute()
     assert one.data == {"title": "Alice groceries"}

@@ -45,6 +45,9 @@ class Compiled:
     object_result: bool  # an RPC returning one composite or scalar value: the body is not an array
     void: bool
     timing: bytes
+    planned: query.Statement | None = None  # count=planned / estimated: EXPLAIN's row estimate
+    estimated_limit: int = 0  # count=estimated: below this many planned rows, count exactly
+    exact: query.Statement | None = None
 
 
 class RestService:
@@ -199,7 +202,8 @@ class RestService:
             raise ApiError(406, "PGRST107", "The OpenAPI document is served at the root of /rest/v1")
         parsed = time.perf_counter()
         planner = plan.Planner(self.holder.cache, self.settings.rest_max_rows)
-        counted = request.prefer.count is not None
+        counted = request.prefer.count == "exact"
+        planned_count = None
         applied = [p for p in request.prefer.applied if p.startswith("count=")]
         if request.is_rpc:
             rpc_plan = planner.rpc(request, None)
@@ -214,12 +218,21 @@ class RestService:
             planned = time.perf_counter()
             statement = query.read(node, counted, request.strip_nulls)
             object_result = void = False
+            if request.prefer.count in ("planned", "estimated"):
+                planned_count = query.planned_count(node)
+                if request.prefer.count == "estimated":
+                    counted = True
+                    statement = query.read(node, False, request.strip_nulls)
         rendered = time.perf_counter()
         timing = (f"parse;dur={(parsed - started) * 1000:.2f}, plan;dur={(planned - parsed) * 1000:.2f}, "
                   f"query;dur={(rendered - planned) * 1000:.2f}").encode()
-        return Compiled(statement, True, request.accept == "single", request.accept == "csv",
-                        request.offset.get((), 0), counted, ", ".join(applied).encode() or None,
-                        object_result, void, timing)
+        compiled = Compiled(statement, True, request.accept == "single", request.accept == "csv",
+                            request.offset.get((), 0), counted, ", ".join(applied).encode() or None,
+                            object_result, void, timing, planned_count)
+        if request.prefer.count == "estimated" and not request.is_rpc:
+            compiled.estimated_limit = self.settings.rest_max_rows or 1000
+            compiled.exact = query.read(node, True, request.strip_nulls)
+        return compiled
 
     async def run_read(self, compiled: Compiled, claims: dict[str, Any], claims_json: str,
                        authenticated: bool, conn: Any = None) -> Answer:
@@ -227,15 +240,30 @@ class RestService:
         try:
             if conn is not None:  # a sub-request of a batch, inside the batch's transaction
                 body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
-            else:
+            elif compiled.planned is None:
                 async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
                                                   encoded_claims=claims_json) as conn:
                     body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
+            else:
+                async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
+                                                  encoded_claims=claims_json) as conn:
+                    body, rows, total = await self._planned(conn, compiled)
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
         except (asyncpg.InterfaceError, ValueError, TypeError) as error:
             raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
         return self.read_answer(compiled, body, rows, total)
+
+    @staticmethod
+    async def _planned(conn: Any, compiled: Compiled) -> tuple[str, int, int | None]:
+        assert compiled.planned is not None
+        explained = await conn.fetchval(compiled.planned.sql, *compiled.planned.params)
+        estimate = int(json.loads(explained)[0]["Plan"]["Plan Rows"])
+        if compiled.estimated_limit and estimate < compiled.estimated_limit:
+            exact = compiled.exact
+            return tuple(await conn.fetchrow(exact.sql, *exact.params))  # type: ignore[return-value]
+        body, rows, _ = await conn.fetchrow(compiled.statement.sql, *compiled.statement.params)
+        return body, rows, estimate
 
     def read_answer(self, compiled: Compiled, body: str | None, rows: int, total: int | None) -> Answer:
         headers: list[tuple[bytes, bytes]] = [(b"content-type", JSON)]
@@ -257,7 +285,7 @@ class RestService:
         offset = compiled.offset
         status = 200
         if total is not None:
-            if rows == 0 and offset > 0 and offset >= total:
+            if rows == 0 and offset > 0 and offset >= total and compiled.planned is None:
                 raise ApiError(416, errors.INVALID_RANGE, "Requested range not satisfiable",
                                f"An offset of {offset} was requested, but there are only {total} rows.")
             if offset > 0 or offset + rows < total:

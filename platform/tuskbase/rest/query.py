@@ -199,6 +199,14 @@ def read(node: Node, count: bool, strip_nulls: bool = False) -> Statement:
     return Statement(f"select {_aggregate(strip_nulls)}, count(_r.*), {total} from ({inner}) as _r", sql.params)
 
 
+def planned_count(node: Node) -> Statement:
+    """`Prefer: count=planned`: the planner's row estimate of the filtered relation (EXPLAIN, no scan)."""
+    sql = Sql()
+    text = f"explain (format json) select 1 from {node.table.qualified} as {quote_ident(node.alias)}{sql.where(node)}"
+    ((text, params),) = _split_params(sql, [text])
+    return Statement(text, params)
+
+
 def _returning(sql: Sql, node: Node, write: str, strip_nulls: bool) -> str:
     alias = quote_ident(node.alias)
     return (f"with _w as ({write} returning {alias}.*) "
