@@ -43,7 +43,10 @@ RUN pip install --no-deps -e . \
 
 # Containers reach each other by name, so the API listens on every interface; data_dir holds what a
 # process generates (keys it was not given, local storage) and is the only place it writes.
-ENV TUSKBASE_HOST=0.0.0.0 \
+# HOME is the user's folder whatever uid runs the image: libpq-style clients (asyncpg) look for
+# ~/.postgresql/postgresql.key, and a HOME they may not read (/root) makes every connection fail.
+ENV HOME=/var/lib/tuskbase \
+    TUSKBASE_HOST=0.0.0.0 \
     TUSKBASE_PORT=54321 \
     TUSKBASE_DATA_DIR=/var/lib/tuskbase \
     TUSKBASE_LOG_FORMAT=json

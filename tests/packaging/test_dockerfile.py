@@ -56,6 +56,14 @@ def test_the_image_runs_as_the_non_root_user_it_creates():
     assert re.search(rf"install -d -o {uid} -g {gid} .*{re.escape(data_dir)}", run), "data dir not owned by the user"
 
 
+def test_home_is_the_users_own_folder():
+    """asyncpg stats ~/.postgresql/postgresql.key on every connect: under an unreadable HOME (/root, when the
+    runtime does not derive HOME from the uid) every connection fails with PermissionError. Found by running the
+    image's processes in a chroot (build_in_chroot.py)."""
+    env = " ".join(instructions("ENV"))
+    assert re.search(r"\bHOME=(\S+)", env)[1] == re.search(r"TUSKBASE_DATA_DIR=(\S+)", env)[1]
+
+
 def test_the_entrypoint_is_the_tuskbase_command_and_the_default_is_the_api():
     entrypoint = json.loads(instructions("ENTRYPOINT")[-1])
     cmd = json.loads(instructions("CMD")[-1])
