@@ -94,8 +94,8 @@ def test_only_one_leader_and_standby_takes_over(feed, admin, database, settings)
     standby.connect()
     try:
         assert not standby.try_lead()
-        feed.close()  # the leader's connection goes away with it
-        assert standby.try_lead()
+        feed.close()  # the leader's connection goes away with it (its backend exits a moment later)
+        assert _wait_for(standby.try_lead, timeout=10)
         make_list(admin, uuid.uuid4())
         assert drain(standby) == 1
     finally:

@@ -35,6 +35,10 @@ def test_first_pull_returns_only_what_the_user_may_see(api, admin, feed):
     assert device.ids("lists") == {mine}
     assert device.ids("todos") == todos
     assert hidden not in device.ids("todos") and theirs not in device.ids("lists")
+    only = SyncClient(api, alice)
+    answer = only.pull_once(tables=["todos", "todos"])
+    assert list(answer["changes"]) == ["todos"]
+    assert {r["id"] for r in answer["changes"]["todos"]["created"]} == todos
 
 
 def test_membership_grant_and_revocation_move_rows_in_and_out(api, admin, feed):

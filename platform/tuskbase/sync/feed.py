@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.copy import QueuedLibpqWriter
 
 from tuskbase import db
 from tuskbase.config import Settings
@@ -54,7 +55,9 @@ SLOT_EXISTS = (
 )
 CREATE_SLOT = "select lsn::text from pg_create_logical_replication_slot(%s, 'pgoutput')"
 NEW_EPOCH = "update sync.feed_state set epoch = epoch + 1, lsn = %s::pg_lsn, updated_at = now()"
-STATE = "select coalesce(lsn, '0/0')::text, seq, epoch from sync.feed_state for update"
+STATE = "select coalesce(lsn, '0/0')::text, seq, epoch from sync.feed_state"
+MARK = "select pg_logical_emit_message(true, 'tuskbase_sync_mark', '')"
+SNAPSHOT = "select pg_log_standby_snapshot()"
 PEEK = (
     "select data from pg_logical_slot_peek_binary_changes(%s, NULL, %s, 'proto_version', '1', "
     "'publication_names', %s, 'messages', 'true')"
@@ -114,27 +117,31 @@ class Feed:
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
         self.settings = settings
-        self.conn: psycopg.Connection | None = None
+        self.conn: psycopg.Connection | None = None  # the leader lock, persisting, advancing
+        self.reader: psycopg.Connection | None = None  # peeking at the slot, catalog look-ups
         self.slot = ""
         self.leader = False
         self.tables: dict[int, int] = {}
         self.last_wal = ""
         self.idle_since = time.monotonic()
         self.pruned_at = 0.0
+        self.snapshots = True
         self.decoder = Decoder(self._key_columns)
 
     # -- connection and leadership ---------------------------------------------------------------------
 
     def connect(self) -> None:
         self.conn = psycopg.connect(self.url, autocommit=True, application_name="tuskbase-feed")
+        self.reader = psycopg.connect(self.url, autocommit=True, application_name="tuskbase-feed-reader")
         database = self.conn.info.dbname
         self.slot = slot_name(self.settings, database)
         self.leader = False
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        self.conn = None
+        for conn in (self.conn, self.reader):
+            if conn is not None:
+                conn.close()
+        self.conn = self.reader = None
         self.leader = False
 
     def try_lead(self) -> bool:
@@ -163,56 +170,88 @@ class Feed:
             self.conn.execute(ADVANCE, (self.slot, state_lsn))
 
     def _load_tables(self) -> None:
-        assert self.conn is not None
-        self.tables = {relid: tbl for relid, tbl, _served in self.conn.execute(TABLES)}
+        assert self.reader is not None
+        self.tables = {relid: tbl for relid, tbl, _served in self.reader.execute(TABLES)}
 
     def _key_columns(self, relid: int) -> list[str] | None:
-        assert self.conn is not None
-        return self.conn.execute(PRIMARY_KEY, (relid,)).fetchone()[0]
+        assert self.reader is not None
+        return self.reader.execute(PRIMARY_KEY, (relid,)).fetchone()[0]
 
     # -- one batch -------------------------------------------------------------------------------------
 
     def persist(self) -> Batch | None:
-        """Steps 1-4 and COMMIT. Returns None when the slot had nothing new."""
-        conn = self.conn
-        assert conn is not None and self.leader
+        """Steps 1-4 and COMMIT. Returns None when the slot had nothing new.
+
+        The slot is read on a second connection so that decoding overlaps with the server ingesting the COPY
+        (rows are queued to a writer thread): peek, decode and persist run as one stream.
+        """
+        conn, reader = self.conn, self.reader
+        assert conn is not None and reader is not None and self.leader
         with conn.transaction():
             state_lsn, seq, _epoch = conn.execute(STATE).fetchone()
             self.decoder.skip_before = lsn_int(state_lsn)
             first_seq = seq
             end_lsn = 0
             transactions = 0
-            with conn.cursor(name="tuskbase_feed_peek", binary=True) as peek, conn.cursor() as writer:
+            with reader.transaction(), reader.cursor(name="tuskbase_feed_peek", binary=True) as peek, \
+                    conn.cursor() as cursor:
                 peek.execute(PEEK, (self.slot, self.settings.sync_feed_batch, PUBLICATION))
-                while chunk := peek.fetchmany(FETCH_CHUNK):
-                    rows = []
-                    for (data,) in chunk:
-                        tx = self.decoder.feed(data)
-                        if tx is None:
-                            continue
-                        transactions += 1
-                        end_lsn = tx.end_lsn
-                        for change in tx.changes:
-                            tbl = self.tables.get(change.relid)
-                            if tbl is None:
-                                self._load_tables()
+                chunk = peek.fetchmany(FETCH_CHUNK)
+                if not chunk:
+                    return None
+                with cursor.copy(COPY_CHANGES, writer=QueuedLibpqWriter(cursor)) as copy:
+                    write = copy.write_row
+                    while chunk:
+                        for (data,) in chunk:
+                            tx = self.decoder.feed(data)
+                            if tx is None:
+                                continue
+                            transactions += 1
+                            end_lsn = tx.end_lsn
+                            for change in tx.changes:
                                 tbl = self.tables.get(change.relid)
                                 if tbl is None:
-                                    continue  # in the publication but not opted in through sync.enable
-                            seq += 1
-                            rows.append((seq, tbl, change.op, change.key, change.row, change.cols, tx.xid,
-                                         tx.commit_time))
-                    if rows:
-                        with writer.copy(COPY_CHANGES) as copy:
-                            for row in rows:
-                                copy.write_row(row)
+                                    self._load_tables()
+                                    tbl = self.tables.get(change.relid)
+                                    if tbl is None:
+                                        continue  # in the publication but not opted in through sync.enable
+                                seq += 1
+                                write((seq, tbl, change.op, change.key, change.row, change.cols, tx.xid,
+                                       tx.commit_time))
+                        chunk = peek.fetchmany(FETCH_CHUNK)
             if not end_lsn:
                 return None
             lsn = lsn_text(end_lsn)
-            conn.execute(SAVE_STATE, (lsn, seq, seq - first_seq))
             if seq > first_seq:
+                conn.execute(SAVE_STATE, (lsn, seq, seq - first_seq))
                 conn.execute(NOTIFY, (CHANNEL, str(seq)))
+                self._mark()
+            # A batch without changes writes nothing (its WAL would be one more thing to decode): the slot
+            # simply advances past it; a restart would find nothing there either.
         return Batch(seq - first_seq, seq, lsn, transactions)
+
+    def _mark(self) -> None:
+        """Let the slot move past the feed's own writes and its restart point keep up.
+
+        The feed's inserts into sync.changes are WAL the slot must read through: a transactional message in the
+        same transaction makes that transaction visible to the next peek, so the slot advances past it. A
+        running-xacts record (`pg_log_standby_snapshot`, PG >= 16, superuser) lets the slot's restart_lsn follow;
+        without it the server logs one every 15 s and each peek re-reads up to that much WAL.
+        """
+        assert self.conn is not None
+        self.conn.execute(MARK)
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        assert self.conn is not None
+        if self.snapshots:
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(SNAPSHOT)
+            except psycopg.Error as error:
+                log.info("pg_log_standby_snapshot unavailable (%s); the slot's restart point moves every 15 s",
+                         error.diag.message_primary or error)
+                self.snapshots = False
 
     def advance(self, batch: Batch) -> None:
         """Step 5: the slot forgets what is now safely in `sync.changes`."""
@@ -264,7 +303,7 @@ class Feed:
         announced_standby = False
         while not stop.is_set():
             try:
-                if self.conn is None or self.conn.closed:
+                if self.conn is None or self.conn.closed or self.reader is None or self.reader.closed:
                     self.connect()
                 if not self.leader:
                     if not self.try_lead():
@@ -300,6 +339,7 @@ class Feed:
         assert self.conn is not None
         # The slot only moves when a published change is read; a message to ourselves lets it move.
         self.conn.execute(HEARTBEAT)
+        self._snapshot()
         self.idle_since = time.monotonic()
 
 

@@ -5,14 +5,16 @@ data it may see changed, so it pulls at once. A poke carries no row data, only t
 
 Who is poked, for the changes of a batch (seq_from, seq_to] of `sync.changes`:
 
-1. a served table whose changed keys are too many (`sync_live_keys_max`), a TRUNCATE, a change to a table that
-   is tracked but not served (a policy input: it may grant access to rows that did not change), or a change log
-   already pruned past the batch: every connected user (a poke is only a hint to pull; the pull decides);
+1. a TRUNCATE, a change to a table that is tracked but not served (a policy input: it may grant access to rows
+   that did not change), a change log already pruned past the batch, or a batch whose checks (changed keys x
+   users to check) would exceed `sync_live_check_max`: every connected user (a poke is only a hint to pull; the
+   pull decides, and an empty pull is cheap);
 2. a user one of whose clients was sent one of the changed keys and was not told it is gone (the sync engine's
    client view record, `sync.client_rows`): an update or delete of a row it holds, including one that just left
    its view;
 3. a user who may see one of the inserted or updated keys now, under that user's own RLS: `sync.live_audience`
-   sets each user's claims in turn and asks, in one round trip for all users of a role.
+   sets each user's claims in turn and runs a prepared lookup of the keys (one round trip for up to
+   `CHECK_CHUNK` users; more are split over pool connections and checked side by side).
 
 Users are grouped by their `user_key` (the token's `sub`, else its role), so several devices of one user cost one
 check. The hub reads changes from the log, not from NOTIFY payloads: a NOTIFY lost while the listener reconnects
@@ -65,6 +67,10 @@ where cl.user_key = any($3::text[])
 AUDIENCE = "select sync.live_audience($1, $2::text[], $3::oid[]::regclass[], $4::jsonb[])"
 
 
+# Users checked per statement; more are split over pool connections, evaluated side by side.
+CHECK_CHUNK = 250
+
+
 class LimitReached(Exception):
     """Too many live connections, in total or for this user."""
 
@@ -101,6 +107,7 @@ class Batch:
     everyone: bool
     tables: list[int]  # relids of served tables with inserted or updated keys to check under RLS
     keys: list[str]  # per table: JSON array of key objects
+    count: int = 0  # keys to check, all tables together
 
 
 class LiveHub:
@@ -249,9 +256,10 @@ class LiveHub:
             try:
                 poked = await self.audience(seq_from, seq_to, subscribers)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("live channel could not evaluate changes %s..%s: %s", seq_from, seq_to, error)
-                await asyncio.sleep(0.5)
-                continue
+                # A poke is only a hint to pull: when the check fails, everyone is poked rather than nobody.
+                log.warning("live channel could not evaluate changes %s..%s, poking everyone: %s",
+                            seq_from, seq_to, error)
+                poked = set(subscribers)
             self.seq = seq_to
             self.batches += 1
             for subscriber in subscribers:
@@ -299,33 +307,43 @@ class LiveHub:
             batch = await self._summary(conn, seq_from, seq_to)
             if batch.everyone:
                 return set(subscribers)
-            users = set(by_user)
-            holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(users))}
-            remaining = users - holders
-            seeing = set(holders)
-            if remaining and batch.tables:
-                await conn.execute(AS_SESSION)
-                by_role: dict[str, list[str]] = {}
-                for key in remaining:
-                    role = by_user[key][0].role
-                    if role == "service_role":
-                        seeing.add(key)  # sees every row
-                    else:
-                        by_role.setdefault(role, []).append(key)
-                for role, keys in by_role.items():
-                    claims = [by_user[key][0].claims_json for key in keys]
-                    positions = await conn.fetchval(AUDIENCE, role, claims, batch.tables, batch.keys)
-                    seeing.update(keys[i - 1] for i in positions or ())
+            holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(by_user))}
+        seeing = set(holders)
+        by_role: dict[str, list[str]] = {}
+        for key in by_user.keys() - holders:
+            role = by_user[key][0].role
+            if role == "service_role":
+                seeing.add(key)  # sees every row
+            elif batch.tables:
+                by_role.setdefault(role, []).append(key)
+        if sum(len(keys) for keys in by_role.values()) * batch.count > self.settings.sync_live_check_max:
+            return set(subscribers)  # a mass change: checking every pair would cost more than the pulls it saves
+        # Each user is one statement under RLS; many users are split over connections (Postgres does the work).
+        chunks = [(role, keys[i:i + CHECK_CHUNK]) for role, keys in by_role.items()
+                  for i in range(0, len(keys), CHECK_CHUNK)]
+        results = await asyncio.gather(*(self._check(role, keys, by_user, batch) for role, keys in chunks))
+        for found in results:
+            seeing.update(found)
         return {s for key in seeing for s in by_user[key]}
+
+    async def _check(self, role: str, keys: list[str], by_user: dict[str, list[Subscriber]], batch: Batch) -> list[str]:
+        claims = [by_user[key][0].claims_json for key in keys]
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            positions = await conn.fetchval(AUDIENCE, role, claims, batch.tables, batch.keys)
+        return [keys[i - 1] for i in positions or ()]
 
     async def _summary(self, conn: asyncpg.Connection, seq_from: int, seq_to: int) -> Batch:
         tables: list[int] = []
         keys: list[str] = []
+        count = 0
         for relid, served, truncated, changed, upserted in await conn.fetch(
-                BATCH_SUMMARY, seq_from, seq_to, self.settings.sync_live_keys_max):
-            if truncated or not served or changed > self.settings.sync_live_keys_max:
+                BATCH_SUMMARY, seq_from, seq_to, self.settings.sync_live_check_max):
+            if truncated or not served:
                 return Batch(True, [], [])
-            if upserted is not None and upserted != "[]":
+            if upserted is None:
+                return Batch(True, [], [])
+            if upserted != "[]":
                 tables.append(relid)
                 keys.append(upserted)
-        return Batch(False, tables, keys)
+                count += changed
+        return Batch(False, tables, keys, count)

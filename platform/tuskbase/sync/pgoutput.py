@@ -17,11 +17,14 @@ Format reference: https://www.postgresql.org/docs/current/protocol-logicalrep-me
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from msgspec import Raw
+from msgspec.json import encode as _encode
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -32,12 +35,11 @@ _I64 = struct.Struct(">q")
 _BEGIN = struct.Struct(">QqI")
 _COMMIT = struct.Struct(">bQQq")
 
-# Type oids whose text form is already a JSON value (after the checks in `_json_value`).
+# Type oids whose text form is already a JSON value (numbers except NaN and infinities; json, jsonb).
 _NUMBER_TYPES = frozenset({20, 21, 23, 26, 700, 701, 1700})
 _BOOL = 16
 _JSON_TYPES = frozenset({114, 3802})
 
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class ProtocolError(ValueError):
@@ -52,6 +54,7 @@ class Relation:
     columns: list[str]
     types: list[int]
     key_positions: list[int]
+    kinds: list[int] = field(default_factory=list)
 
     @property
     def qualified(self) -> str:
@@ -83,18 +86,6 @@ def lsn_text(lsn: int) -> str:
 def lsn_int(text: str) -> int:
     high, _, low = text.partition("/")
     return (int(high, 16) << 32) | int(low, 16)
-
-
-def _json_value(type_oid: int, text: str) -> str:
-    if type_oid in _NUMBER_TYPES:
-        if text in ("NaN", "Infinity", "-Infinity"):
-            return _dumps(text)
-        return text
-    if type_oid == _BOOL:
-        return "true" if text == "t" else "false"
-    if type_oid in _JSON_TYPES:
-        return text
-    return _dumps(text)
 
 
 class Decoder:
@@ -169,7 +160,7 @@ class Decoder:
         names = self.key_columns(relid)
         if names:
             keys = [columns.index(n) for n in names if n in columns]
-        self.relations[relid] = Relation(relid, schema, name, columns, types, keys)
+        self.relations[relid] = Relation(relid, schema, name, columns, types, keys, _converters(types))
 
     def _row_change(self, kind: int, data: bytes) -> None:
         relid = _U32.unpack_from(data, 1)[0]
@@ -248,24 +239,42 @@ def _tuple(data: bytes, pos: int) -> tuple[list, int]:
     return values, pos
 
 
+def _converters(types: list[int]) -> list[int]:
+    """Per column: 0 string, 1 number, 2 boolean, 3 JSON text."""
+    return [1 if t in _NUMBER_TYPES else 2 if t == _BOOL else 3 if t in _JSON_TYPES else 0 for t in types]
+
+
+def _value(kind: int, text: str) -> Any:
+    if kind == 0:
+        return text
+    if kind == 1:
+        return text if text in ("NaN", "Infinity", "-Infinity") else Raw(text)
+    if kind == 2:
+        return text == "t"
+    return Raw(text)
+
+
 def _row(relation: Relation, values: list) -> str:
-    parts = []
-    types = relation.types
+    row = {}
+    kinds = relation.kinds
     for index, name in enumerate(relation.columns):
         value = values[index]
-        if value is _UNCHANGED:
+        if value is None:
+            row[name] = None
+        elif value is _UNCHANGED:
             continue  # no old tuple to take it from (not REPLICA IDENTITY FULL): leave it out
-        parts.append(f"{_dumps(name)}:{'null' if value is None else _json_value(types[index], value)}")
-    return "{" + ",".join(parts) + "}"
+        else:
+            kind = kinds[index]
+            row[name] = value if kind == 0 else _value(kind, value)
+    return _encode(row).decode()
 
 
 def _key(relation: Relation, values: list | None) -> str | None:
     if values is None:
         return None
-    types = relation.types
-    parts = []
+    key = {}
     for index in relation.key_positions:
         value = values[index]
-        name = _dumps(relation.columns[index])
-        parts.append(f"{name}:{'null' if value is None or value is _UNCHANGED else _json_value(types[index], value)}")
-    return "{" + ",".join(parts) + "}"
+        name = relation.columns[index]
+        key[name] = None if value is None or value is _UNCHANGED else _value(relation.kinds[index], value)
+    return _encode(key).decode()

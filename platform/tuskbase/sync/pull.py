@@ -263,13 +263,13 @@ def _requested(catalog: Catalog, names: list[str] | None) -> list[Table]:
         return sorted(catalog.served(), key=lambda t: t.id)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise SyncError(BAD_REQUEST, "tables must be a list of table names")
-    found = []
+    found: dict[int, Table] = {}
     for name in names:
         table = catalog.by_name.get(name)
         if table is None or not table.served:
             raise SyncError(UNKNOWN_TABLE, f"{name!r} is not a synced table")
-        found.append(table)
-    return sorted(set(found), key=lambda t: t.id)
+        found[table.id] = table
+    return [found[tbl] for tbl in sorted(found)]
 
 
 async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims: dict[str, Any], client_id: str,

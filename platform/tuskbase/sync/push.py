@@ -71,8 +71,8 @@ on conflict (client_id, tbl, key) do update set pushed = excluded.pushed
 """
 BASE_IMAGE = """
 select row::text from sync.changes
-where tbl = $1 and key = $2::jsonb and row is not null and (xid = $3 or ($3 is null and seq <= $4))
-order by (xid = $3) desc nulls last, seq desc limit 1
+where xid = $3 and tbl = $1 and key = $2::jsonb and row is not null
+order by seq desc limit 1
 """
 
 
@@ -250,9 +250,9 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
     for row in rows:
         if row.rule == "merge" and row.kind == "updated" and row.key_text:
             base = bases.get((row.table.id, row.key_text), (None, None))[0]
-            if base is not None or given is not None:
-                images[(row.table.id, row.key_text)] = await service.fetchval(
-                    BASE_IMAGE, row.table.id, row.key_text, base, given.seq if given else 0)
+            if base is not None:
+                images[(row.table.id, row.key_text)] = await service.fetchval(BASE_IMAGE, row.table.id,
+                                                                              row.key_text, base)
     written: tuple[list[int], list[str], list[int]] = ([], [], [])
     conn = await session.as_user()
     for row in rows:

@@ -1,0 +1,300 @@
+"""Sync engine figures, each against a ceiling measured in the same run on the same database:
+
+1. feed throughput (changes/s persisted into sync.changes, slot advanced) against a decode-only read of the
+   same slot (the same peek through a server-side cursor, rows fetched, nothing parsed or written);
+2. commit-to-NOTIFY latency p50/p99 with writers committing 1,000 changes/s (10-row transactions every 10 ms),
+   the feed running as `tuskbase feed`;
+3. first pull of 100,000 rows for one user (every page of POST /sync/v1/pull at the maximum limit, over HTTP)
+   against `COPY (select * from todos) TO STDOUT` of the same rows under the same user's RLS;
+4. an empty incremental pull (POST /sync/v1/pull, nothing changed) against `GET /rest/v1/todos?id=eq.<id>` of
+   one row, both with wrk, same user, same connections, API under granian with 1 worker.
+
+    python -m bench.sync
+    BENCH_CHANGES=100000 BENCH_SECONDS=5 python -m bench.sync
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.common import JWT_SECRET, api_env, database, free_port, granian_command, serve, wrk
+from tuskbase.config import Settings
+from tuskbase.sync.feed import PEEK, PUBLICATION, Feed
+from tuskbase.sync.pgoutput import Decoder
+from tuskbase.tokens import Signer
+
+OWNER = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
+READER = uuid.UUID("00000000-0000-4000-8000-00000000b0b0")
+
+
+def token(user: uuid.UUID) -> str:
+    now = int(time.time())
+    return Signer(JWT_SECRET, "tuskbase").sign({"sub": str(user), "role": "authenticated", "aud": "authenticated",
+                                               "iat": now, "exp": now + 24 * 3600, "iss": "tuskbase"})
+
+
+def make_list(conn: psycopg.Connection, owner: uuid.UUID) -> str:
+    return str(conn.execute("insert into public.lists (owner_id, title) values (%s, 'bench') returning id",
+                            (owner,)).fetchone()[0])
+
+
+# -- 1. feed throughput ------------------------------------------------------------------------------------
+
+
+def feed_throughput(url: str, settings: Settings, changes: int) -> None:
+    feed = Feed(url, settings)
+    feed.connect()
+    assert feed.try_lead()
+    with psycopg.connect(url, autocommit=True) as conn:
+        list_id = make_list(conn, OWNER)
+        feed.flush_wal()
+        while feed.step() is not None:
+            pass
+        for _ in range(changes // 1000):
+            conn.execute("insert into public.todos (list_id, title, position) "
+                         "select %s, 'todo ' || g, g from generate_series(1, 1000) g", (list_id,))
+    feed.flush_wal()
+
+    # The ceiling: the same peek, read the same way, and decoded by the same decoder, but nothing persisted.
+    ceiling, fetch_only, decoded = float("inf"), float("inf"), 0
+    for decode in (True, False, True, False):
+        decoder = Decoder(feed._key_columns)
+        started = time.perf_counter()
+        decoded = 0
+        with psycopg.connect(url) as conn, conn.cursor(name="ceiling", binary=True) as cursor:
+            cursor.execute(PEEK, (feed.slot, None, PUBLICATION))
+            while rows := cursor.fetchmany(5000):
+                if decode:
+                    for (data,) in rows:
+                        tx = decoder.feed(data)
+                        if tx is not None:
+                            decoded += len(tx.changes)
+        took = time.perf_counter() - started
+        if decode:
+            ceiling = min(ceiling, took)
+        else:
+            fetch_only = min(fetch_only, took)
+
+    started = time.perf_counter()
+    persisted = 0
+    while (batch := feed.step()) is not None:
+        persisted += batch.changes
+    elapsed = time.perf_counter() - started
+    feed.close()
+    assert persisted == changes, (persisted, changes)
+    rate, ceiling_rate = persisted / elapsed, persisted / ceiling
+    print(f"feed throughput: {rate:,.0f} changes/s persisted ({persisted:,} changes, {elapsed:.2f} s) | "
+          f"decode-only read of the same slot: {ceiling_rate:,.0f} changes/s ({decoded:,} changes, {ceiling:.2f} s) "
+          f"| ratio {rate / ceiling_rate:.2f} (goal >= 0.5) | for reference, fetching the slot's messages without "
+          f"decoding them: {persisted / fetch_only:,.0f} changes/s", flush=True)
+
+
+# -- 2. commit-to-NOTIFY latency ---------------------------------------------------------------------------
+
+
+def notify_latency(url: str, seconds: float) -> None:
+    env = api_env(url, free_port())
+    feed = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "feed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            list_id = make_list(conn, OWNER)
+            deadline = time.monotonic() + 20
+            base = conn.execute("select seq from sync.feed_state").fetchone()[0]
+            while conn.execute("select seq from sync.feed_state").fetchone()[0] <= base:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the feed consumer did not start")
+                time.sleep(0.05)
+            base = conn.execute("select seq from sync.feed_state").fetchone()[0]
+
+        notified: list[tuple[int, float]] = []
+        stop = threading.Event()
+        ready = threading.Event()
+
+        def listen() -> None:
+            with psycopg.connect(url, autocommit=True) as listener:
+                listener.execute("listen tuskbase_sync")
+                ready.set()
+                while not stop.is_set():
+                    for note in listener.notifies(timeout=0.2):
+                        notified.append((int(note.payload), time.monotonic()))
+
+        thread = threading.Thread(target=listen, daemon=True)
+        thread.start()
+        ready.wait(10)
+        commits: list[float] = []
+        with psycopg.connect(url, autocommit=True) as writer:
+            transactions = int(seconds * 100)
+            start = time.monotonic()
+            for index in range(transactions):
+                target = start + index * 0.01
+                pause = target - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                with writer.transaction():
+                    writer.execute("insert into public.todos (list_id, title) "
+                                   "select %s, 'live' from generate_series(1, 10)", (list_id,))
+                commits.append(time.monotonic())
+        time.sleep(1.0)
+        stop.set()
+        thread.join(5)
+    finally:
+        feed.send_signal(signal.SIGTERM)
+        feed.wait(15)
+    latencies = []
+    position = 0
+    for index, committed in enumerate(commits):
+        last_seq = base + (index + 1) * 10
+        while position < len(notified) and notified[position][0] < last_seq:
+            position += 1
+        if position == len(notified):
+            raise RuntimeError(f"no NOTIFY for transaction {index}")
+        latencies.append((notified[position][1] - committed) * 1000)
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"commit-to-NOTIFY at 1,000 changes/s ({len(commits)} transactions of 10 rows): p50 {p50:.1f} ms, "
+          f"p99 {p99:.1f} ms (goal p50 <= 20 ms, p99 <= 100 ms)", flush=True)
+
+
+# -- 3. first pull against COPY ----------------------------------------------------------------------------
+
+
+def first_pull(url: str, base: str, rows: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("truncate public.todos")
+        list_id = make_list(conn, READER)
+        conn.execute("insert into public.todos (list_id, title, position) "
+                     "select %s, 'todo number ' || g, g from generate_series(1, %s) g", (list_id, rows))
+        conn.execute("analyze")
+    claims = json.dumps({"sub": str(READER), "role": "authenticated"})
+    best_copy = float("inf")
+    for _ in range(3):
+        with psycopg.connect(url) as conn:
+            conn.execute("select set_config('role', 'authenticated', true), "
+                         "set_config('request.jwt.claims', %s, true)", (claims,))
+            started = time.perf_counter()
+            size = 0
+            with conn.cursor().copy("copy (select * from public.todos) to stdout") as copy:
+                for data in copy:
+                    size += len(data)
+            best_copy = min(best_copy, time.perf_counter() - started)
+    headers = {"apikey": Signer(JWT_SECRET, "tuskbase").api_key("anon"), "Authorization": f"Bearer {token(READER)}"}
+    best_pull = float("inf")
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+        for attempt in range(3):
+            started = time.perf_counter()
+            cursor, pages, total_bytes, bodies = None, 0, 0, []
+            while True:
+                answer = http.post("/sync/v1/pull", json={"client_id": f"bench-first-{attempt}", "cursor": cursor,
+                                                          "limit": 10000})
+                answer.raise_for_status()
+                content = answer.content
+                total_bytes += len(content)
+                # Only the tail (cursor, has_more) is read while timing; rows are counted afterwards.
+                tail = json.loads(b"{" + content[content.rindex(b',"cursor":') + 1:])
+                pages += 1
+                bodies.append(content)
+                cursor = tail["cursor"]
+                if not tail["has_more"]:
+                    break
+            best_pull = min(best_pull, time.perf_counter() - started)
+            received = sum(len(v) for b in bodies for c in json.loads(b)["changes"].values() for v in c.values())
+            assert received == rows + 1, received
+    print(f"first pull of {rows:,} rows: {best_pull:.2f} s ({pages} pages of <= 10,000, {total_bytes / 1e6:.1f} MB "
+          f"JSON over HTTP) | COPY of the same rows under the same RLS: {best_copy:.2f} s ({size / 1e6:.1f} MB) "
+          f"| ratio {best_copy / best_pull:.2f} (goal >= 0.3)", flush=True)
+
+
+# -- 4. empty pull against a one-row REST read -------------------------------------------------------------
+
+
+def empty_pull(url: str, base: str, seconds: int, connections: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        list_id = make_list(conn, OWNER)
+        todo_id = conn.execute("insert into public.todos (list_id, title) values (%s, 'one') returning id",
+                               (list_id,)).fetchone()[0]
+    user_token = token(OWNER)
+    headers = {"apikey": Signer(JWT_SECRET, "tuskbase").api_key("anon"), "Authorization": f"Bearer {user_token}"}
+    bodies = []
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+        for index in range(connections):
+            client_id = f"bench-empty-{index}"
+            cursor = None
+            while True:
+                answer = http.post("/sync/v1/pull", json={"client_id": client_id, "cursor": cursor,
+                                                          "tables": ["todos"]})
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                cursor = body["cursor"]
+                if not body["has_more"]:
+                    break
+            request = {"client_id": client_id, "cursor": cursor, "tables": ["todos"]}
+            again = http.post("/sync/v1/pull", json=request).json()
+            assert again["cursor"] == cursor and not again["changes"]["todos"]["created"], again
+            bodies.append(json.dumps(request))
+    script = ["local bodies = {" + ",".join(_lua_string(b) for b in bodies) + "}", "local i = 0",
+              "request = function()", "  i = i + 1",
+              '  return wrk.format("POST", "/sync/v1/pull", nil, bodies[(i % #bodies) + 1])', "end"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write("\n".join(script) + "\n")
+        path = handle.name
+    try:
+        post_headers = {**headers, "Content-Type": "application/json"}
+        _wrk_script(f"{base}/sync/v1/pull", path, 2, connections, post_headers)  # warm-up
+        pulls = _wrk_script(f"{base}/sync/v1/pull", path, seconds, connections, post_headers)
+    finally:
+        Path(path).unlink(missing_ok=True)
+    target = f"{base}/rest/v1/todos?id=eq.{todo_id}"
+    check = httpx.get(target, headers=headers)
+    assert check.status_code == 200 and len(check.json()) == 1, check.text
+    wrk(target, seconds=2, connections=connections, headers=headers)
+    rest = wrk(target, seconds=seconds, connections=connections, headers=headers)
+    print(f"empty incremental pull: {pulls:,.0f} req/s | GET /rest/v1 of one row: {rest:,.0f} req/s "
+          f"| ratio {pulls / rest:.2f} (goal >= 1.0; {connections} connections, granian 1 worker)", flush=True)
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _wrk_script(url: str, script: str, seconds: int, connections: int, headers: dict[str, str]) -> float:
+    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", script]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw error answers from {url}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def main() -> None:
+    changes = int(os.environ.get("BENCH_CHANGES", "200000"))
+    seconds = int(os.environ.get("BENCH_SECONDS", "8"))
+    connections = int(os.environ.get("BENCH_CLIENTS", "32"))
+    with database() as (_server, url):
+        settings = Settings(database_url=url, jwt_secret=JWT_SECRET)
+        feed_throughput(url, settings, changes)
+        notify_latency(url, max(5.0, seconds))
+        port = free_port()
+        with serve(granian_command(port, 1), api_env(url, port), port) as base:
+            first_pull(url, base, 100_000)
+            empty_pull(url, base, seconds, connections)
+
+
+if __name__ == "__main__":
+    main()
