@@ -208,6 +208,10 @@ ERRORS = [
     ("bad value for type", "/todos?position=eq.abc", 400, "22P02"),
     ("bad uuid", "/todos?id=eq.1", 400, "22P02"),
     ("unknown function", "/rpc/nope", 404, "PGRST202"),
+    ("filter on a resource not embedded", "/lists?select=title&todos.done=eq.true", 400, "PGRST108"),
+    ("ambiguous or unknown hint", "/todos?select=*,lists!nope(*)", 400, "PGRST200"),
+    ("spread of one-to-many", "/lists?select=...todos(title)", 400, "PGRST119"),
+    ("like on a json path", "/todos?title->a=like.x*", 404, "42883"),
 ]
 
 
@@ -238,3 +242,29 @@ def test_tokens_and_profiles(api, world):
 def test_service_role_bypasses_rls(world, service):
     everything = service.table("todos").select("id").execute().data
     assert len(everything) == len(world.alice_todos) + len(world.bob_todos)
+
+
+def test_many_to_many_through_a_junction_table(api, admin, world, alice):
+    import time
+
+    admin.execute("""
+        create table public.tags (id serial primary key, name text not null);
+        create table public.todo_tags (todo_id uuid references public.todos on delete cascade,
+                                       tag_id integer references public.tags, primary key (todo_id, tag_id));
+        grant select on public.tags, public.todo_tags to authenticated;
+        insert into public.tags (name) values ('urgent'), ('later');
+    """)
+    admin.execute("insert into public.todo_tags values (%s, 1), (%s, 2), (%s, 1)",
+                  (world.alice_todos[0], world.alice_todos[0], world.bob_todos[0]))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            rows = alice.table("todos").select("title,tags(name)").eq("id", world.alice_todos[0]).execute().data
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the schema cache did not reload"
+            time.sleep(0.05)
+    assert rows == [{"title": "milk 0", "tags": [{"name": "urgent"}, {"name": "later"}]}]
+    # From the other side, Bob's todo stays invisible to Alice (RLS on todos applies inside the embedding).
+    tags = alice.table("tags").select("name,todos(title)").eq("name", "urgent").execute().data
+    assert tags == [{"name": "urgent", "todos": [{"title": "milk 0"}]}]

@@ -215,6 +215,7 @@ class RestService:
         else:
             table = planner.table(request.schema, request.target)
             node = planner.read_node(request, table, request.select)
+            plan.check_paths(planner, request)
             planned = time.perf_counter()
             statement = query.read(node, counted, request.strip_nulls)
             object_result = void = False
@@ -319,6 +320,7 @@ class RestService:
                            "Prefer: resolution=merge-duplicates")
         table = planner.table(request.schema, request.target)
         node = planner.read_node(request, table, request.select)
+        plan.check_paths(planner, request)
         prefer = request.prefer
         representation = prefer.return_ == "representation"
         if method == "POST":

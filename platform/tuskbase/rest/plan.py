@@ -68,6 +68,7 @@ class Planner:
         self.cache = cache
         self.max_rows = max_rows
         self._aliases = 0
+        self.paths: set[tuple[str, ...]] = set()  # embedding paths the select visited
 
     def alias(self) -> str:
         self._aliases += 1
@@ -81,6 +82,7 @@ class Planner:
 
     def read_node(self, request: ApiRequest, table: Table, select: list[SelectItem] | None = None,
                   path: tuple[str, ...] = ()) -> Node:
+        self.paths.add(path)
         node = Node(table, self.alias(), [], request.filters.get(path, []), request.logic.get(path, []),
                     request.order.get(path, []), request.limit.get(path), request.offset.get(path))
         items = select if select is not None else [SelectItem("star")]
@@ -235,6 +237,16 @@ class Planner:
         from tuskbase.rest.parse import parse_field
 
         return parse_field(key)
+
+
+def check_paths(planner: Planner, request: ApiRequest) -> None:
+    """A filter, order or limit on an embedded resource the select does not embed is an error (PGRST108)."""
+    for kind in (request.filters, request.logic, request.order, request.limit, request.offset):
+        for path in kind:
+            if path not in planner.paths:
+                raise ApiError(400, errors.NOT_EMBEDDED,
+                               f"'{'.'.join(path)}' is not an embedded resource in this request", None,
+                               f"Verify that '{'.'.join(path)}' is included in the 'select' query parameter.")
 
 
 def select_of(text: str | None) -> list[SelectItem] | None:

@@ -54,6 +54,8 @@ class Sql:
             else:
                 expr = f"{expr}{operator}{self.bind(key)}::text"
             kind = "text" if operator == "->>" else column.type
+        if field.json_path:
+            expr = f"({expr})"  # so that casts and operators around it apply to the whole path
         return expr, kind
 
     def condition(self, node: Node, filter_: Filter) -> str:
