@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, passwords, sessions, store, users
+from tuskbase.auth import errors, mfa, passwords, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 from tuskbase.tokens import REQUEST_ROLES
@@ -174,3 +174,13 @@ async def revoke_all_sessions(ctx: Context, user_id: str) -> None:
     async with store.transaction(ctx.pool) as conn:
         user = await _existing(conn, user_id)
         await sessions.logout(conn, user["id"], None, "global")
+
+
+async def list_factors(ctx: Context, user_id: str) -> list[dict[str, Any]]:
+    async with store.transaction(ctx.pool) as conn:
+        return await mfa.admin_list(conn, (await _existing(conn, user_id))["id"])
+
+
+async def delete_factor(ctx: Context, user_id: str, factor_id: str) -> dict[str, Any]:
+    async with store.transaction(ctx.pool) as conn:
+        return await mfa.admin_delete(conn, (await _existing(conn, user_id))["id"], factor_id)

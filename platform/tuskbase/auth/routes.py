@@ -20,6 +20,7 @@ from tuskbase.auth import (
     errors,
     housekeeping,
     magiclink,
+    mfa,
     oauth,
     otp,
     password,
@@ -203,6 +204,32 @@ async def callback_route(request: Request) -> Response[Any]:
     return Redirect(location, status_code=302)
 
 
+@post("/factors")
+async def enroll_factor_route(request: Request) -> Response[bytes]:
+    ctx = of(request)
+    claims = _bearer(request, ctx)
+    return respond(await mfa.enroll(ctx, claims, await json_body(request)))
+
+
+@post("/factors/{factor_id:str}/challenge")
+async def challenge_factor_route(request: Request) -> Response[bytes]:
+    ctx = of(request)
+    return respond(await mfa.challenge(ctx, _bearer(request, ctx), request.path_params["factor_id"]))
+
+
+@post("/factors/{factor_id:str}/verify")
+async def verify_factor_route(request: Request) -> Response[bytes]:
+    ctx = of(request)
+    claims = _bearer(request, ctx)
+    return respond(await mfa.verify(ctx, claims, request.path_params["factor_id"], await json_body(request)))
+
+
+@delete("/factors/{factor_id:str}", status_code=200)
+async def unenroll_factor_route(request: Request) -> Response[bytes]:
+    ctx = of(request)
+    return respond(await mfa.unenroll(ctx, _bearer(request, ctx), request.path_params["factor_id"]))
+
+
 # --- admin (service role) -------------------------------------------------------------------------------
 
 
@@ -256,6 +283,17 @@ async def admin_revoke_all_sessions(request: Request) -> None:
 @delete("/admin/users/{user_id:str}/sessions/{session_id:str}", status_code=204)
 async def admin_revoke_session(request: Request) -> None:
     await admin.revoke_session(_admin(request), request.path_params["user_id"], request.path_params["session_id"])
+
+
+@get("/admin/users/{user_id:str}/factors")
+async def admin_list_factors(request: Request) -> Response[bytes]:
+    return respond(await admin.list_factors(_admin(request), request.path_params["user_id"]))
+
+
+@delete("/admin/users/{user_id:str}/factors/{factor_id:str}", status_code=200)
+async def admin_delete_factor(request: Request) -> Response[bytes]:
+    return respond(await admin.delete_factor(_admin(request), request.path_params["user_id"],
+                                             request.path_params["factor_id"]))
 
 
 @post("/invite")
@@ -322,6 +360,8 @@ ROUTES: list[Any] = [
             recover_route, resend_route, verify_route, verify_link_route, authorize_route, callback_route,
             admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
             admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
+            enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
+            admin_list_factors, admin_delete_factor,
         ],
         exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
                             Exception: _unexpected},

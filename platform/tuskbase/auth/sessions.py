@@ -34,7 +34,7 @@ insert into auth.refresh_tokens (token_hash, session_id, user_id, parent_id) val
 """
 SELECT_REFRESH_TOKEN = """
 select t.id, t.session_id, t.user_id, t.revoked, extract(epoch from now() - t.updated_at) as idle,
-       extract(epoch from now() - s.last_seen_at) as inactive, s.revoked_at, s.amr::text as amr
+       extract(epoch from now() - s.last_seen_at) as inactive, s.revoked_at, s.amr::text as amr, s.aal
 from auth.refresh_tokens t join auth.sessions s on s.id = t.session_id
 where t.token_hash = $1
 for update of t, s
@@ -134,8 +134,22 @@ async def create(conn: asyncpg.Connection, user_id: uuid.UUID, method: str, devi
     return session_id, raw
 
 
+RESTART_CHAIN = """
+update auth.refresh_tokens set revoked = true, updated_at = now() where session_id = $1 and not revoked
+"""
+
+
+async def step_up(conn: asyncpg.Connection, settings: Settings, signer: Signer, user: asyncpg.Record,
+                  session_id: uuid.UUID, amr: list[dict[str, Any]]) -> dict[str, Any]:
+    """The session after a second factor: aal2, a fresh refresh-token chain (the old one is retired)."""
+    await conn.execute(RESTART_CHAIN, session_id)
+    raw = secrets.token_hex(20)
+    await conn.execute(INSERT_REFRESH_TOKEN, hash_token(raw), session_id, user["id"], None)
+    return await session_json(conn, settings, signer, user, session_id, raw, amr, "aal2")
+
+
 def access_token(settings: Settings, signer: Signer, user: asyncpg.Record, session_id: uuid.UUID,
-                 amr: list[dict[str, Any]]) -> tuple[str, int]:
+                 amr: list[dict[str, Any]], aal: str = "aal1") -> tuple[str, int]:
     now = int(time.time())
     exp = now + settings.jwt_exp
     user_json_meta = users.load_json(user["app_meta"]), users.load_json(user["user_meta"])
@@ -150,7 +164,7 @@ def access_token(settings: Settings, signer: Signer, user: asyncpg.Record, sessi
         "app_metadata": user_json_meta[0],
         "user_metadata": user_json_meta[1],
         "role": user["role"],
-        "aal": "aal1",
+        "aal": aal,
         "amr": amr,
         "session_id": str(session_id),
         "is_anonymous": user["is_anonymous"],
@@ -159,9 +173,10 @@ def access_token(settings: Settings, signer: Signer, user: asyncpg.Record, sessi
 
 
 async def session_json(conn: asyncpg.Connection, settings: Settings, signer: Signer, user: asyncpg.Record,
-                       session_id: uuid.UUID, refresh_token: str, amr: list[dict[str, Any]]) -> dict[str, Any]:
+                       session_id: uuid.UUID, refresh_token: str, amr: list[dict[str, Any]],
+                       aal: str = "aal1") -> dict[str, Any]:
     """The session object the clients store: tokens plus the user."""
-    token, exp = access_token(settings, signer, user, session_id, amr)
+    token, exp = access_token(settings, signer, user, session_id, amr, aal)
     return {
         "access_token": token,
         "token_type": "bearer",
@@ -226,12 +241,13 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
             if not link["revoked"]:
                 await _touch(conn, row["session_id"], device)
                 return RefreshOutcome(await session_json(conn, settings, signer, user, row["session_id"],
-                                                         current, amr))
+                                                         current, amr, row["aal"]))
         return RefreshOutcome(error=NOT_FOUND)
     child = child_token(signer, raw)
     await conn.execute(ROTATE, row["id"], hash_token(child), row["session_id"], row["user_id"], device.device_id,
                        device.platform, device.app_version, device.user_agent, device.ip)
-    return RefreshOutcome(await session_json(conn, settings, signer, user, row["session_id"], child, amr))
+    return RefreshOutcome(await session_json(conn, settings, signer, user, row["session_id"], child, amr,
+                                             row["aal"]))
 
 
 async def _touch(conn: asyncpg.Connection, session_id: uuid.UUID, device: Device) -> None:

@@ -21,7 +21,11 @@ USER_COLUMNS = (
     "'identity_id', i.id, 'id', i.provider_id, 'user_id', i.user_id, 'identity_data', i.identity_data, "
     "'provider', i.provider, 'email', i.email, 'last_sign_in_at', i.last_sign_in_at, "
     "'created_at', i.created_at, 'updated_at', i.updated_at) order by i.created_at), '[]') "
-    "from auth.identities i where i.user_id = auth.users.id)::text as identities_json"
+    "from auth.identities i where i.user_id = auth.users.id)::text as identities_json, "
+    "(select coalesce(json_agg(json_build_object("
+    "'id', f.id, 'friendly_name', coalesce(f.friendly_name, ''), 'factor_type', f.factor_type, "
+    "'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) order by f.created_at), '[]') "
+    "from auth.mfa_factors f where f.user_id = auth.users.id)::text as factors_json"
 )
 SELECT_USER_BY_ID = "select " + USER_COLUMNS + " from auth.users where id = $1 and deleted_at is null"
 SELECT_USER_BY_EMAIL = "select " + USER_COLUMNS + " from auth.users where email = $1 and deleted_at is null"
@@ -150,10 +154,11 @@ def time_json(value: datetime | None) -> str | None:
 def to_json(row: asyncpg.Record) -> dict[str, Any]:
     """The user object of Supabase Auth (what `User` in the clients parses)."""
     identities = load_json(row["identities_json"]) or []
-    for identity in identities:
+    factors = load_json(row["factors_json"]) or []
+    for item in (*identities, *factors):
         for key in ("last_sign_in_at", "created_at", "updated_at"):
-            if identity[key]:
-                identity[key] = time_json(datetime.fromisoformat(identity[key]))
+            if item.get(key):
+                item[key] = time_json(datetime.fromisoformat(item[key]))
     body = {
         "id": str(row["id"]),
         "aud": row["aud"],
@@ -170,6 +175,7 @@ def to_json(row: asyncpg.Record) -> dict[str, Any]:
         "app_metadata": load_json(row["app_meta"]),
         "user_metadata": load_json(row["user_meta"]),
         "identities": identities,
+        "factors": factors,
         "created_at": time_json(row["created_at"]),
         "updated_at": time_json(row["updated_at"]),
         "is_anonymous": row["is_anonymous"],
