@@ -115,6 +115,14 @@ def test_prefer_return_count_and_preference_applied(world, api):
                          headers={**headers, "Prefer": "return=minimal"})
     assert minimal.status_code == 201 and minimal.content == b""
     assert minimal.headers["preference-applied"] == "return=minimal"
+    located = httpx.post(f"{api.url}/rest/v1/todos", json={"list_id": world.alice_list, "title": "located"},
+                         headers={**headers, "Prefer": "return=headers-only"})
+    assert located.status_code == 201 and located.content == b""
+    assert located.headers["location"].startswith("/todos?id=eq.")
+    found = httpx.get(f"{api.url}/rest/v1{located.headers['location']}&select=title", headers=headers)
+    assert found.json() == [{"title": "located"}]
+    found_id = httpx.get(f"{api.url}/rest/v1{located.headers['location']}&select=id", headers=headers).json()
+    httpx.delete(f"{api.url}/rest/v1/todos?id=eq.{found_id[0]['id']}", headers=headers)
     patched = httpx.patch(f"{api.url}/rest/v1/todos?list_id=eq.{world.alice_list}", json={"done": True},
                           headers={**headers, "Prefer": "return=minimal, count=exact"})
     assert patched.status_code == 204

@@ -323,6 +323,12 @@ class RestService:
         plan.check_paths(planner, request)
         prefer = request.prefer
         representation = prefer.return_ == "representation"
+        location = method == "POST" and prefer.return_ == "headers-only" and bool(table.pk)
+        if location:
+            # headers-only: the primary key of the new row goes into Location (PostgREST's answer).
+            node = planner.read_node(request, table, [parse.SelectItem("column", field=parse.Field(c))
+                                                      for c in table.pk])
+            representation = True
         if method == "POST":
             rows = body if isinstance(body, list) else [body]
             if not all(isinstance(row, dict) for row in rows):
@@ -378,7 +384,14 @@ class RestService:
         if applied:
             out.append((b"preference-applied", ", ".join(applied).encode()))
         payload = b""
-        if representation and text is not None:
+        if location and text is not None:
+            created = json.loads(text)
+            if created:
+                from urllib.parse import quote
+
+                keys = "&".join(f"{quote(k)}=eq.{quote(str(v))}" for k, v in created[0].items())
+                out.append((b"location", f"/{request.target}?{keys}".encode()))
+        elif representation and text is not None:
             payload = text[1:-1].strip().encode() if request.accept == "single" else text.encode()
             if request.accept == "single":
                 out[0] = (b"content-type", b"application/vnd.pgrst.object+json; charset=utf-8")
