@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +100,11 @@ class Settings:
     )
     auth_client_ip_header: str = _doc(
         "Header holding the client IP when behind a proxy (e.g. `x-forwarded-for`, first entry); empty: peer.",
+        default="",
+    )
+    auth_hook_custom_access_token: str = _doc(
+        "SQL function `schema.name(event jsonb) returns jsonb` that may change access-token claims (as Supabase's "
+        "custom access token hook); granted to tuskbase_auth. Empty: none.",
         default="",
     )
     auth_oidc_providers: str = _doc(
@@ -199,6 +205,9 @@ class Settings:
         if self.smtp_url:
             scheme = urlsplit(self.smtp_url).scheme
             _check(scheme in ("smtp", "smtps"), "SMTP_URL", "must be an smtp:// or smtps:// URL")
+        _check(not self.auth_hook_custom_access_token
+               or re.fullmatch(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*", self.auth_hook_custom_access_token) is not None,
+               "AUTH_HOOK_CUSTOM_ACCESS_TOKEN", "must be a lower-case schema.function name")
         if self.auth_oidc_providers:
             _check(_oidc_providers_ok(self.auth_oidc_providers), "AUTH_OIDC_PROVIDERS",
                    'must be JSON {"name": {"issuer": URL, "client_id": ..., "client_secret": ...}}')

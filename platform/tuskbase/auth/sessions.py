@@ -22,7 +22,7 @@ import asyncpg
 from tuskbase.auth import errors, users
 from tuskbase.auth.store import dump_json
 from tuskbase.config import Settings
-from tuskbase.tokens import Signer
+from tuskbase.tokens import REQUEST_ROLES, Signer
 
 INSERT_SESSION = """
 insert into auth.sessions (user_id, aal, amr, device_id, platform, app_version, user_agent, ip)
@@ -148,8 +148,8 @@ async def step_up(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
     return await session_json(conn, settings, signer, user, session_id, raw, amr, "aal2")
 
 
-def access_token(settings: Settings, signer: Signer, user: asyncpg.Record, session_id: uuid.UUID,
-                 amr: list[dict[str, Any]], aal: str = "aal1") -> tuple[str, int]:
+def access_claims(settings: Settings, user: asyncpg.Record, session_id: uuid.UUID,
+                  amr: list[dict[str, Any]], aal: str = "aal1") -> dict[str, Any]:
     now = int(time.time())
     exp = now + settings.jwt_exp
     user_json_meta = users.load_json(user["app_meta"]), users.load_json(user["user_meta"])
@@ -169,19 +169,42 @@ def access_token(settings: Settings, signer: Signer, user: asyncpg.Record, sessi
         "session_id": str(session_id),
         "is_anonymous": user["is_anonymous"],
     }
-    return signer.sign(claims), exp
+    return claims
+
+
+# Claims a hook may not change: who the token is for, for how long, and which session it belongs to.
+FIXED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "session_id", "is_anonymous", "aal", "amr")
+
+
+async def run_hook(conn: asyncpg.Connection, settings: Settings, claims: dict[str, Any]) -> dict[str, Any]:
+    """Supabase's custom access token hook: `fn({user_id, claims, authentication_method}) -> {claims}`."""
+    schema, name = settings.auth_hook_custom_access_token.split(".")  # validated [a-z0-9_] by Settings
+    call = 'select "' + schema + '"."' + name + '"($1::jsonb)::text'
+    event = {"user_id": claims["sub"], "claims": claims, "authentication_method": claims["amr"][-1]["method"]}
+    try:
+        answer = users.load_json(await conn.fetchval(call, dump_json(event)))
+    except (asyncpg.PostgresError, ValueError) as error:
+        raise errors.AuthError(500, errors.UNEXPECTED_FAILURE, f"custom access token hook failed: {error}") from None
+    changed = answer.get("claims") if isinstance(answer, dict) else None
+    if (not isinstance(changed, dict) or any(changed.get(k) != claims[k] for k in FIXED_CLAIMS)
+            or changed.get("role") not in REQUEST_ROLES):
+        raise errors.AuthError(500, errors.UNEXPECTED_FAILURE,
+                               "custom access token hook returned invalid claims (fixed claims changed or bad role)")
+    return changed
 
 
 async def session_json(conn: asyncpg.Connection, settings: Settings, signer: Signer, user: asyncpg.Record,
                        session_id: uuid.UUID, refresh_token: str, amr: list[dict[str, Any]],
                        aal: str = "aal1") -> dict[str, Any]:
     """The session object the clients store: tokens plus the user."""
-    token, exp = access_token(settings, signer, user, session_id, amr, aal)
+    claims = access_claims(settings, user, session_id, amr, aal)
+    if settings.auth_hook_custom_access_token:
+        claims = await run_hook(conn, settings, claims)
     return {
-        "access_token": token,
+        "access_token": signer.sign(claims),
         "token_type": "bearer",
         "expires_in": settings.jwt_exp,
-        "expires_at": exp,
+        "expires_at": claims["exp"],
         "refresh_token": refresh_token,
         "user": users.to_json(user),
         "weak_password": None,
