@@ -3,7 +3,8 @@
 No Docker engine runs on our machines, so this plays the Dockerfile's instructions itself (ENV, WORKDIR, COPY
 of the .dockerignore'd context, RUN under chroot, USER) over a Debian bookworm root with Python 3.11 standing
 in for `python:3.11-slim`, then starts `migrate`, `serve` (until /ready answers 200), `worker` and `feed` as
-the image's user through the image's ENTRYPOINT, against an embedded Postgres on loopback.
+the image's user through the image's ENTRYPOINT, on a read-only root with only /tmp and the data folder
+writable (as the Helm chart runs them), against an embedded Postgres on loopback.
 
     apt-get install debootstrap
     debootstrap --variant=minbase bookworm /tmp/rootfs http://deb.debian.org/debian
@@ -108,23 +109,62 @@ def build(rootfs: Path) -> tuple[dict[str, str], str, str, list[str], list[str]]
     return env, workdir, user, entrypoint, cmd
 
 
+class Mounts:
+    """Mounts made for the build or the run, undone in reverse order."""
+
+    def __init__(self) -> None:
+        self.points: list[Path] = []
+
+    def mount(self, *args: str, at: Path) -> None:
+        subprocess.run(["mount", *args, str(at)], check=True)
+        self.points.append(at)
+
+    def undo(self) -> None:
+        for point in reversed(self.points):
+            if subprocess.run(["umount", str(point)], check=False).returncode != 0:
+                subprocess.run(["umount", "--lazy", str(point)], check=False)
+        self.points.clear()
+
+
+def container_mounts(mounts: Mounts, root: Path) -> None:
+    mounts.mount("--bind", "/dev", at=root / "dev")
+    mounts.mount("-t", "proc", "proc", at=root / "proc")
+    # Container runtimes give every container a writable /dev/shm (Dramatiq's processes share memory there).
+    mounts.mount("-t", "tmpfs", "-o", "mode=1777,size=64m", "shm", at=root / "dev" / "shm")
+
+
 def main(rootfs: Path) -> int:
     if os.geteuid() != 0:
         raise SystemExit("needs root (chroot)")
     if (rootfs / "opt" / "tuskbase").exists():
         raise SystemExit(f"{rootfs} already holds a build: give a fresh root (the RUN steps are not idempotent)")
-    subprocess.run(["mount", "--bind", "/dev", str(rootfs / "dev")], check=True)
-    subprocess.run(["mount", "-t", "proc", "proc", str(rootfs / "proc")], check=True)
-    # Container runtimes give every container a writable /dev/shm (Dramatiq's processes share memory there).
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777,size=64m", "shm", str(rootfs / "dev" / "shm")],
-                   check=True)
-    server = None
-    started_processes: list[subprocess.Popen[str]] = []
+    mounts = Mounts()
     try:
+        container_mounts(mounts, rootfs)
         prepare_base(rootfs)
         started = time.monotonic()
         env, workdir, user, entrypoint, cmd = build(rootfs)
         say(f"built in {time.monotonic() - started:.0f}s; user {user}, entrypoint {entrypoint}, cmd {cmd}")
+    finally:
+        mounts.undo()
+
+    # Run as the chart does: a read-only root, with /tmp and the data folder as the only writable places.
+    runroot = rootfs.with_name(rootfs.name + "-run")
+    runroot.mkdir(exist_ok=True)
+    uid, gid = user.split(":")
+    server = None
+    started_processes: list[subprocess.Popen[str]] = []
+    try:
+        mounts.mount("--bind", str(rootfs), at=runroot)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(runroot)], check=True)
+        container_mounts(mounts, runroot)
+        mounts.mount("-t", "tmpfs", "-o", "mode=1777", "tmp", at=runroot / "tmp")
+        data_dir = runroot / env["TUSKBASE_DATA_DIR"].lstrip("/")
+        mounts.mount("-t", "tmpfs", "-o", f"mode=0750,uid={uid},gid={gid}", "data", at=data_dir)
+        probe = chroot(runroot, {"PATH": BASE_PATH}, "touch /.writable 2>/dev/null", stdout=subprocess.DEVNULL)
+        if probe.wait() == 0:
+            raise SystemExit("the run root is writable: the read-only check would prove nothing")
+        say(f"running from {runroot}: read-only root, writable /tmp and {env['TUSKBASE_DATA_DIR']}")
 
         folder = Path(tempfile.mkdtemp(prefix="tuskbase-chroot-pg-"))
         os.chmod(folder, 0o755)
@@ -136,10 +176,10 @@ def main(rootfs: Path) -> int:
                    "TUSKBASE_JWT_SECRET": "c" * 48, "TUSKBASE_AUTHENTICATOR_PASSWORD": "chroot-check",
                    "TUSKBASE_APP_DIR": f"{workdir}/examples/todo", "TUSKBASE_PORT": "55421"}
         image = " ".join(shlex.quote(a) for a in entrypoint)
-        run(rootfs, run_env, f"cd {workdir} && exec {image} migrate", user=user)
+        run(runroot, run_env, f"cd {workdir} && exec {image} migrate", user=user)
         say("migrate: done")
 
-        api = chroot(rootfs, run_env, f"cd {workdir} && exec {image} {' '.join(cmd)}", user=user)
+        api = chroot(runroot, run_env, f"cd {workdir} && exec {image} {' '.join(cmd)}", user=user)
         started_processes.append(api)
         deadline = time.monotonic() + 60
         while True:
@@ -153,7 +193,7 @@ def main(rootfs: Path) -> int:
                 raise SystemExit("serve: /ready never answered 200")
             time.sleep(0.5)
         say(f"serve: /ready {response.status_code} {response.text}")
-        others = {name: chroot(rootfs, run_env, f"cd {workdir} && exec {image} {name}", user=user)
+        others = {name: chroot(runroot, run_env, f"cd {workdir} && exec {image} {name}", user=user)
                   for name in ("worker", "feed")}
         started_processes.extend(others.values())
         time.sleep(8)
@@ -165,7 +205,7 @@ def main(rootfs: Path) -> int:
             process.send_signal(signal.SIGTERM)  # reaches tini through chroot and env (both exec)
         statuses = [p.wait(30) for p in (api, *others.values())]
         say(f"stopped on SIGTERM with statuses {statuses}")
-        return 0
+        return 0 if statuses == [0, 0, 0] else 1
     finally:
         for process in started_processes:
             if process.poll() is None:
@@ -176,9 +216,7 @@ def main(rootfs: Path) -> int:
                     process.kill()
         if server is not None:
             server.stop()
-        subprocess.run(["umount", str(rootfs / "dev" / "shm")], check=False)
-        subprocess.run(["umount", str(rootfs / "proc")], check=False)
-        subprocess.run(["umount", str(rootfs / "dev")], check=False)
+        mounts.undo()
 
 
 if __name__ == "__main__":
