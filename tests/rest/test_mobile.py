@@ -154,3 +154,9 @@ def test_cors_preflight(api):
         "Access-Control-Request-Headers": "apikey, authorization, content-type"})
     assert response.status_code == 200
     assert "POST" in response.headers["access-control-allow-methods"]
+    actual = httpx.get(f"{api.url}/rest/v1/todos", headers={"Origin": "http://localhost:3000", "apikey": api.anon_key,
+                                                            "Authorization": f"Bearer {api.anon_key}"})
+    assert actual.headers["access-control-allow-origin"] == "*"
+    assert "Content-Range" in actual.headers["access-control-expose-headers"]
+    # The anon key as bearer (what supabase clients send before login) is still anonymous: 401, not 403.
+    assert actual.status_code == 401 and actual.json()["code"] == "42501"

@@ -85,7 +85,6 @@ class RestService:
         path = scope["path"].removeprefix(PREFIX).strip("/")
         if method == "OPTIONS":
             return self.preflight(headers)
-        authenticated = b"authorization" in headers
         try:
             apikey = headers.get(b"apikey")
             authorization = headers.get(b"authorization")
@@ -95,6 +94,8 @@ class RestService:
             code = errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID
             raise ApiError(401, code, str(error), None, None,
                            [(b"www-authenticate", b'Bearer error="invalid_token"')]) from None
+        # Permission errors are 401 for the anonymous role (log in first), 403 for a known one (PostgREST's rule).
+        authenticated = claims["role"] != "anon"
         if method in READ_METHODS and path and not path.startswith("persisted/"):
             key = (method, path, scope["query_string"], headers.get(b"accept"), headers.get(b"prefer"),
                    headers.get(b"accept-profile"), headers.get(b"range"))

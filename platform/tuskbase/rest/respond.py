@@ -72,6 +72,8 @@ def finish(answer: Answer, method: str, headers: dict[bytes, bytes], compress_mi
     """Apply ETag / If-None-Match, compression and HEAD to an answer; returns (status, headers, body)."""
     out = answer.headers
     body = answer.body
+    if b"origin" in headers:
+        out.extend(CORS)
     if answer.cacheable and 200 <= answer.status < 300:
         tag = etag(body)
         out.append((b"etag", tag))
