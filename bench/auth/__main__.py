@@ -125,28 +125,35 @@ def main() -> None:
         signer = Signer(JWT_SECRET, "tuskbase")
         anon, service = signer.api_key("anon"), signer.api_key("service_role")
         emails = [f"user{i}@bench.example" for i in range(clients)]
+        settings = Settings(database_url=url, jwt_secret=JWT_SECRET)
         with serve(granian_command(port, 1), env, port) as base:
             for email in emails:
                 created = httpx.post(f"{base}/auth/v1/admin/users", headers={
                     "apikey": service, "Authorization": f"Bearer {service}"},
                     json={"email": email, "password": PASSWORD, "email_confirm": True})
                 assert created.status_code == 200, created.text
+            # Ceilings are measured before and after the API run (the idle server stays up) and the higher one
+            # is used, so a burst of load from elsewhere on the machine cannot flatter the ratio.
+            argon2_rates = [argon2_ceiling(seconds, threads)]
             asyncio.run(sign_ins(base, anon, emails, 1, clients))  # warm-up
             signin_rate = asyncio.run(sign_ins(base, anon, emails, seconds, clients))
+            argon2_rates.append(argon2_ceiling(seconds, threads))
+            sql_rates = [asyncio.run(refresh_ceiling(settings, asyncio.run(sessions_for_db(settings, clients)),
+                                                     seconds, clients))]
             tokens = asyncio.run(sessions_for(base, anon, emails, clients))
             asyncio.run(refreshes(base, anon, tokens, 1, clients))  # warm-up
             refresh_rate = asyncio.run(refreshes(base, anon, tokens, seconds, clients))
-        argon2_rate = argon2_ceiling(seconds, threads)
-        settings = Settings(database_url=url, jwt_secret=JWT_SECRET)
-        with_api_tokens = asyncio.run(sessions_for_db(settings, clients))
-        ceiling = asyncio.run(refresh_ceiling(settings, with_api_tokens, seconds, clients))
-
+            sql_rates.append(asyncio.run(refresh_ceiling(settings, asyncio.run(sessions_for_db(settings, clients)),
+                                                         seconds, clients)))
+    argon2_rate, ceiling = max(argon2_rates), max(sql_rates)
     print(f"clients: {clients}, {seconds:.0f} s per measurement, argon2id t={HASHER.time_cost} "
           f"m={HASHER.memory_cost} KiB p={HASHER.parallelism}")
-    print(f"argon2id verify alone ({threads} threads):        {argon2_rate:8.1f} /s")
-    print(f"password sign-in over HTTP:                {signin_rate:8.1f} /s   ratio {signin_rate / argon2_rate:.2f}")
-    print(f"refresh SQL alone (asyncpg, {clients} clients):   {ceiling:8.1f} /s")
-    print(f"refresh rotation over HTTP:                {refresh_rate:8.1f} /s   ratio {refresh_rate / ceiling:.2f}")
+    print(f"argon2id verify alone ({threads} threads):     {argon2_rate:8.1f} /s  (before/after: "
+          f"{argon2_rates[0]:.1f}/{argon2_rates[1]:.1f})")
+    print(f"password sign-in over HTTP:             {signin_rate:8.1f} /s  ratio {signin_rate / argon2_rate:.2f}")
+    print(f"refresh SQL alone (asyncpg, {clients} clients): {ceiling:8.1f} /s  (before/after: "
+          f"{sql_rates[0]:.1f}/{sql_rates[1]:.1f})")
+    print(f"refresh rotation over HTTP:             {refresh_rate:8.1f} /s  ratio {refresh_rate / ceiling:.2f}")
 
 
 async def sessions_for_db(settings: Settings, count: int) -> list[str]:
