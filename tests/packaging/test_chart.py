@@ -226,6 +226,18 @@ def test_every_process_gets_real_settings_that_validate(objects, tmp_path: Path)
             assert not unknown, f"{path.relative_to(ROOT)}: not settings of tuskbase.config: {sorted(unknown)}"
 
 
+def test_numbers_and_booleans_in_settings_reach_the_process_as_it_reads_them(tmp_path: Path):
+    """Helm reads numbers as floats: 2097152 must not become "2.097152e+06", which the settings refuse."""
+    objects = render({"secrets": SECRETS, "config": {"TUSKBASE_MAX_BODY_BYTES": 2097152, "TUSKBASE_REST_MAX_ROWS": 0,
+                                                     "TUSKBASE_AUTH_SIGNUP_ENABLED": False},
+                      "worker": {"threads": 1000000}})
+    env = environment_of(objects, one(objects, "Deployment", "tb-tuskbase-worker"))
+    assert env["TUSKBASE_MAX_BODY_BYTES"] == "2097152" and env["TUSKBASE_WORKER_THREADS"] == "1000000"
+    settings = load({**env, "TUSKBASE_DATA_DIR": str(tmp_path)})
+    assert settings.max_body_bytes == 2097152 and settings.rest_max_rows == 0
+    assert settings.auth_signup_enabled is False and settings.worker_threads == 1000000
+
+
 def test_an_existing_secret_replaces_the_charts_secret():
     objects = render({"existingSecret": "tuskbase-managed"})
     assert [o for o in objects if o["kind"] == "Secret"] == []

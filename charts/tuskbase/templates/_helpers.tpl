@@ -42,10 +42,22 @@ app.kubernetes.io/part-of: tuskbase
 {{- default (include "tuskbase.fullname" .) .Values.existingSecret }}
 {{- end }}
 
+{{/*
+A setting's value as the string the process reads. Helm reads every number of the values as a float, and
+prints 2097152 as "2.097152e+06", which no whole-number setting accepts: whole numbers are printed as such.
+*/}}
+{{- define "tuskbase.settingValue" -}}
+{{- if and (kindIs "float64" .) (eq (float64 .) (floor .)) }}
+{{- . | int64 | toString }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
 {{/* ConfigMap data: every non-secret setting, as strings. */}}
 {{- define "tuskbase.configData" -}}
 {{- range $key, $value := .Values.config }}
-{{ $key }}: {{ toString $value | quote }}
+{{ $key }}: {{ include "tuskbase.settingValue" $value | quote }}
 {{- end }}
 {{- end }}
 
@@ -56,7 +68,7 @@ app.kubernetes.io/part-of: tuskbase
 {{- $_ := required (printf "secrets.%s is required (or set existingSecret): see values.yaml" $key) (get $secrets $key) }}
 {{- end }}
 {{- range $key, $value := $secrets }}
-{{ $key }}: {{ toString $value | b64enc | quote }}
+{{ $key }}: {{ include "tuskbase.settingValue" $value | b64enc | quote }}
 {{- end }}
 {{- end }}
 
@@ -90,15 +102,15 @@ env:
   - name: TUSKBASE_HOST
     value: "0.0.0.0"
   - name: TUSKBASE_PORT
-    value: {{ $root.Values.api.port | quote }}
+    value: {{ include "tuskbase.settingValue" $root.Values.api.port | quote }}
   - name: TUSKBASE_WORKERS
-    value: {{ $root.Values.api.workers | quote }}
+    value: {{ include "tuskbase.settingValue" $root.Values.api.workers | quote }}
   {{- end }}
   {{- if eq .component "worker" }}
   - name: TUSKBASE_WORKER_PROCESSES
-    value: {{ $root.Values.worker.processes | quote }}
+    value: {{ include "tuskbase.settingValue" $root.Values.worker.processes | quote }}
   - name: TUSKBASE_WORKER_THREADS
-    value: {{ $root.Values.worker.threads | quote }}
+    value: {{ include "tuskbase.settingValue" $root.Values.worker.threads | quote }}
   {{- end }}
   {{- with $root.Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
