@@ -116,3 +116,40 @@ def test_id_token_grant(api, oidc, client):
     with pytest.raises(AuthApiError) as refused:
         client.sign_in_with_id_token({"provider": "keycloak", "token": oidc.id_token(nonce=None)})
     assert refused.value.code == "bad_oauth_callback"
+
+
+def test_anonymous_user_links_an_oidc_identity_and_keeps_its_id(api, oidc):
+    with make_client(api, flow_type="pkce") as app:
+        anonymous = app.sign_in_anonymously().user
+        start = app.link_identity({"provider": "keycloak", "options": {"redirect_to": "myapp://callback"}})
+        code = parse_qs(urlsplit(browse(api, start.url, "myapp://callback")).query)["code"][0]
+        linked = app.exchange_code_for_session({"auth_code": code}).user
+        assert linked.id == anonymous.id and linked.is_anonymous is False
+        assert linked.email == "ada@example.com" and [i.provider for i in linked.identities] == ["keycloak"]
+        with pytest.raises(AuthApiError) as last:
+            app.unlink_identity(linked.identities[0])
+        assert last.value.code == "single_identity_not_deletable"
+
+
+def test_link_and_unlink_keep_accounts_apart(api, oidc, client, auth_url):
+    ada = client.sign_up({"email": "ada@example.com", "password": PASSWORD}).session
+    with make_client(api, flow_type="pkce") as app:
+        app.sign_in_with_password({"email": "ada@example.com", "password": PASSWORD})
+        start = app.link_identity({"provider": "keycloak", "options": {"redirect_to": "myapp://callback"}})
+        code = parse_qs(urlsplit(browse(api, start.url, "myapp://callback")).query)["code"][0]
+        user = app.exchange_code_for_session({"auth_code": code}).user
+        assert sorted(i.provider for i in user.identities) == ["email", "keycloak"]
+        keycloak = next(i for i in user.identities if i.provider == "keycloak")
+        # Bob cannot take Ada's provider identity, nor delete it.
+        with make_client(api, flow_type="pkce") as bob:
+            bob_session = bob.sign_up({"email": "bob@example.com", "password": PASSWORD}).session
+            start = bob.link_identity({"provider": "keycloak", "options": {"redirect_to": "myapp://callback"}})
+            landing = browse(api, start.url, "myapp://callback")
+            assert "error_code=identity_already_exists" in landing
+            gone = httpx.delete(f"{auth_url}/user/identities/{keycloak.identity_id}",
+                                headers=api.headers(bob_session.access_token))
+            assert gone.status_code == 404
+        app.unlink_identity(keycloak)
+        after = app.get_user().user
+        assert [i.provider for i in after.identities] == ["email"] and after.app_metadata["providers"] == ["email"]
+    assert client.get_user(ada.access_token).user.email == "ada@example.com"

@@ -14,6 +14,7 @@ import hashlib
 import json
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -33,8 +34,16 @@ CACHE_SECONDS = 3600
 ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 TAKE_OAUTH_FLOW = """
 update auth.flow_state set oauth_state_hash = null where oauth_state_hash = $1
-returning id, provider_type, code_challenge, redirect_to, oauth_nonce, oauth_verifier,
-          extract(epoch from now() - created_at) as age
+returning id, provider_type, code_challenge, redirect_to, oauth_nonce, oauth_verifier, user_id,
+          authentication_method, extract(epoch from now() - created_at) as age
+"""
+IDENTITY_OWNER = "select user_id from auth.identities where provider = $1 and provider_id = $2"
+BECOME_PERMANENT = """
+update auth.users set is_anonymous = false,
+  email = coalesce(email, $2), email_confirmed_at = case when email is null and $2 is not null then now()
+                                                         else email_confirmed_at end,
+  updated_at = now()
+where id = $1
 """
 DELETE_FLOW = "delete from auth.flow_state where id = $1"
 IDENTITY_USER = "select user_id from auth.identities where provider = $1 and provider_id = $2"
@@ -147,7 +156,8 @@ def callback_url(settings: Settings) -> str:
     return f"{settings.api_url}/auth/v1/callback"
 
 
-async def authorize(ctx: Context, params: dict[str, Any]) -> str:
+async def authorize(ctx: Context, params: dict[str, Any], link_user: uuid.UUID | None = None) -> str:
+    """Where to send the browser to sign in at the provider (or, with `link_user`, to link an identity)."""
     p = provider(ctx.settings, params.get("provider"))
     await ratelimit.hit(ctx.pool, ctx.settings, "authorize", ctx.ip, None)
     challenge = pkce.challenge_of(params)
@@ -155,7 +165,8 @@ async def authorize(ctx: Context, params: dict[str, Any]) -> str:
     document = await discovery(p)
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
     async with store.transaction(ctx.pool) as conn:
-        await pkce.start(conn, challenge, p.name, "oauth", redirect_to=target,
+        await pkce.start(conn, challenge, p.name, "oauth" if link_user is None else "oauth_link",
+                         user_id=link_user, redirect_to=target,
                          oauth_state_hash=hashlib.sha256(state.encode()).digest(), oauth_nonce=nonce,
                          oauth_verifier=verifier)
     scopes = " ".join(dict.fromkeys((p.scopes + " " + str(params.get("scopes") or "")).split()))
@@ -191,7 +202,10 @@ async def callback(ctx: Context, params: dict[str, Any]) -> str:
         p = provider(ctx.settings, flow["provider_type"])
         claims = await _exchange(ctx, p, str(params.get("code") or ""), flow["oauth_verifier"], flow["oauth_nonce"])
         async with store.transaction(ctx.pool) as conn:
-            user = await find_or_create(conn, ctx, p, claims)
+            if flow["authentication_method"] == "oauth_link":
+                user = await link(conn, p, claims, flow["user_id"])
+            else:
+                user = await find_or_create(conn, ctx, p, claims)
             if pkce_flow:
                 code = await pkce.issue_code(conn, flow["id"], user["id"])
                 return target + ("&" if "?" in target else "?") + urlencode({"code": code})
@@ -222,17 +236,23 @@ async def _exchange(ctx: Context, p: Provider, code: str, verifier: str, nonce: 
     return await verify_id_token(p, tokens["id_token"], nonce)
 
 
-async def find_or_create(conn: asyncpg.Connection, ctx: Context, p: Provider, claims: dict[str, Any]) -> asyncpg.Record:
-    """The user of an identity: known identity, else the account with the same verified email, else a new one."""
+def _identity_data(claims: dict[str, Any]) -> dict[str, Any]:
     subject = str(claims["sub"])
-    email = claims.get("email").strip().lower() if isinstance(claims.get("email"), str) else None
-    verified = claims.get("email_verified") in (True, "true")
     data = {k: claims[k] for k in IDENTITY_CLAIMS if k in claims}
     data.update({"provider_id": subject, "sub": subject})
     if "picture" in data and "avatar_url" not in data:
         data["avatar_url"] = data["picture"]
     if "name" in data and "full_name" not in data:
         data["full_name"] = data["name"]
+    return data
+
+
+async def find_or_create(conn: asyncpg.Connection, ctx: Context, p: Provider, claims: dict[str, Any]) -> asyncpg.Record:
+    """The user of an identity: known identity, else the account with the same verified email, else a new one."""
+    subject = str(claims["sub"])
+    email = claims.get("email").strip().lower() if isinstance(claims.get("email"), str) else None
+    verified = claims.get("email_verified") in (True, "true")
+    data = _identity_data(claims)
     user_id = await conn.fetchval(IDENTITY_USER, p.name, subject)
     if user_id is None and email and verified:
         existing = await users.by_email(conn, email)
@@ -253,6 +273,28 @@ async def find_or_create(conn: asyncpg.Connection, ctx: Context, p: Provider, cl
     if user is None:
         raise errors.AuthError(404, errors.USER_NOT_FOUND, "User not found")
     return user
+
+
+async def link(conn: asyncpg.Connection, p: Provider, claims: dict[str, Any], user_id: uuid.UUID | None
+               ) -> asyncpg.Record:
+    """Attach the provider identity to the signed-in user who started the flow (an anonymous user becomes
+    permanent); an identity that already belongs to someone else is refused."""
+    user = await users.by_id(conn, user_id) if user_id is not None else None
+    if user is None:
+        raise errors.AuthError(404, errors.USER_NOT_FOUND, "User not found")
+    subject = str(claims["sub"])
+    owner = await conn.fetchval(IDENTITY_OWNER, p.name, subject)
+    if owner is not None and owner != user["id"]:
+        raise errors.AuthError(422, "identity_already_exists", "Identity is already linked to another user")
+    data = _identity_data(claims)
+    await conn.execute(users.INSERT_IDENTITY, subject, user["id"], p.name, dump_json(data))
+    await conn.execute(users.ADD_PROVIDER, user["id"], p.name)
+    email = data.get("email") if claims.get("email_verified") in (True, "true") else None
+    if user["is_anonymous"]:
+        if email and await users.by_email(conn, email.lower()) is not None:
+            raise errors.AuthError(422, errors.EMAIL_EXISTS, "A user with this email address already exists")
+        await conn.execute(BECOME_PERMANENT, user["id"], email.lower() if email else None)
+    return await users.by_id(conn, user["id"])
 
 
 async def sign_in_with_id_token(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:

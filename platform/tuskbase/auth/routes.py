@@ -197,6 +197,25 @@ async def authorize_route(request: Request) -> Response[Any]:
     return Redirect(location, status_code=302)
 
 
+@get("/user/identities/authorize")
+async def link_identity_route(request: Request) -> Response[Any]:
+    """Start linking a provider identity to the signed-in user (e.g. an anonymous user keeping their data)."""
+    ctx = of(request)
+    claims = _bearer(request, ctx)
+    async with store.transaction(ctx.pool) as conn:
+        user = await user_flow.current(conn, claims)
+    location = await oauth.authorize(ctx, dict(request.query_params), link_user=user["id"])
+    if request.query_params.get("skip_http_redirect") == "true":
+        return respond({"url": location})
+    return Redirect(location, status_code=302)
+
+
+@delete("/user/identities/{identity_id:str}", status_code=204)
+async def unlink_identity_route(request: Request) -> None:
+    ctx = of(request)
+    await user_flow.unlink_identity(ctx, _bearer(request, ctx), request.path_params["identity_id"])
+
+
 @get("/callback")
 async def callback_route(request: Request) -> Response[Any]:
     ctx = of(request)
@@ -361,7 +380,7 @@ ROUTES: list[Any] = [
             admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
             admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
             enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
-            admin_list_factors, admin_delete_factor,
+            admin_list_factors, admin_delete_factor, link_identity_route, unlink_identity_route,
         ],
         exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
                             Exception: _unexpected},

@@ -21,6 +21,19 @@ where id = $1
 SET_EMAIL_CHANGE = "update auth.users set email_change = $2, updated_at = now() where id = $1"
 HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
 SCOPES = ("global", "local", "others")
+COUNT_IDENTITIES = """
+select count(*), count(*) filter (where id = $2) as mine from auth.identities where user_id = $1
+"""
+DELETE_IDENTITY = "delete from auth.identities where id = $1 and user_id = $2 returning provider"
+REFRESH_PROVIDERS = """
+update auth.users set raw_app_meta_data = raw_app_meta_data || jsonb_build_object(
+  'providers', (select coalesce(jsonb_agg(distinct provider), '[]') from auth.identities where user_id = $1),
+  'provider', case when raw_app_meta_data ->> 'provider' = $2
+                   then (select provider from auth.identities where user_id = $1 order by created_at limit 1)
+                   else raw_app_meta_data ->> 'provider' end),
+  updated_at = now()
+where id = $1
+"""
 
 
 async def current(conn: asyncpg.Connection, claims: dict[str, Any]) -> asyncpg.Record:
@@ -119,3 +132,20 @@ async def revoke_session(ctx: Context, claims: dict[str, Any], session_id: str) 
         user = await current(conn, claims)
         if not await sessions.revoke(conn, user["id"], target, "revoked_by_user"):
             raise errors.AuthError(404, errors.SESSION_NOT_FOUND, "Session not found")
+
+
+async def unlink_identity(ctx: Context, claims: dict[str, Any], identity_id: str) -> None:
+    """DELETE /user/identities/{id}: detach a provider identity, never the last one (the user could not sign in)."""
+    try:
+        target = uuid.UUID(identity_id)
+    except ValueError:
+        raise errors.AuthError(404, "identity_not_found", "Identity not found") from None
+    async with store.transaction(ctx.pool) as conn:
+        user = await current(conn, claims)
+        counts = await conn.fetchrow(COUNT_IDENTITIES, user["id"], target)
+        if not counts["mine"]:
+            raise errors.AuthError(404, "identity_not_found", "Identity not found")
+        if counts["count"] <= 1:
+            raise errors.AuthError(422, "single_identity_not_deletable", "User must have at least 1 identity")
+        provider = await conn.fetchval(DELETE_IDENTITY, target, user["id"])
+        await conn.execute(REFRESH_PROVIDERS, user["id"], provider)
