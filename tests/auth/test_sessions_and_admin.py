@@ -151,3 +151,25 @@ def test_admin_refuses_bad_input(admin_api):
     with pytest.raises(AuthApiError) as exists:
         admin_api.create_user({"email": "X@example.com", "password": PASSWORD})
     assert exists.value.code == "email_exists"
+
+
+def test_imported_password_hashes(admin_api, client, admin):
+    import bcrypt
+    from argon2 import PasswordHasher
+
+    legacy = bcrypt.hashpw(b"imported-password-1", bcrypt.gensalt(rounds=4)).decode()
+    admin_api.create_user({"email": "old@example.com", "password_hash": legacy, "email_confirm": True})
+    argon = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("other-password-2")
+    admin_api.create_user({"email": "argon@example.com", "password_hash": argon, "email_confirm": True})
+    with pytest.raises(AuthApiError):
+        client.sign_in_with_password({"email": "old@example.com", "password": "imported-password-2"})
+    assert client.sign_in_with_password({"email": "old@example.com", "password": "imported-password-1"}).session
+    # The bcrypt hash was upgraded to argon2id at that sign-in.
+    stored = admin.execute("select encrypted_password from auth.users where email = 'old@example.com'").fetchone()[0]
+    assert stored.startswith("$argon2id$")
+    assert client.sign_in_with_password({"email": "old@example.com", "password": "imported-password-1"}).session
+    assert client.sign_in_with_password({"email": "argon@example.com", "password": "other-password-2"}).session
+    for bad in ("plaintext", "$2b$10$short", "$argon2id$nonsense"):
+        with pytest.raises(AuthApiError) as refused:
+            admin_api.create_user({"email": "x@example.com", "password_hash": bad})
+        assert refused.value.status == 400

@@ -65,6 +65,8 @@ async def create(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     password_hash = None
     if password is not None:
         password_hash = await passwords.hash_password(passwords.check_strength(ctx.settings, password))
+    elif body.get("password_hash") is not None:
+        password_hash = passwords.check_imported_hash(body["password_hash"])
     try:
         user_id = uuid.UUID(str(body["id"])) if body.get("id") else None
     except ValueError:
@@ -105,6 +107,8 @@ async def update(ctx: Context, user_id: str, body: dict[str, Any]) -> dict[str, 
     new_hash = None
     if password is not None:
         new_hash = await passwords.hash_password(passwords.check_strength(ctx.settings, password))
+    elif body.get("password_hash") is not None:
+        new_hash = passwords.check_imported_hash(body["password_hash"])
     async with store.transaction(ctx.pool) as conn:
         user = await _existing(conn, user_id)
         await _update(conn, user["id"], body, new_hash, user)

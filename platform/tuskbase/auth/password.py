@@ -27,7 +27,7 @@ async def sign_in(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         raise INVALID
     if user["email_confirmed_at"] is None:
         raise errors.AuthError(400, errors.EMAIL_NOT_CONFIRMED, "Email not confirmed")
-    rehash = passwords.HASHER.check_needs_rehash(encoded)  # type: ignore[arg-type]
+    rehash = passwords.needs_rehash(encoded)  # type: ignore[arg-type]
     new_hash = await passwords.hash_password(password) if rehash else None
     async with store.transaction(ctx.pool) as conn:
         if new_hash:

@@ -4,6 +4,8 @@ Parameters are OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): strong again
 a sign-in costs tens of milliseconds on a small server. Hashes carry their parameters, so raising them
 later keeps old hashes valid (and `needs_rehash` upgrades them at the next sign-in).
 Hashing runs in a thread: it is CPU-bound and would otherwise stall every request on the event loop.
+Imported hashes (admin API `password_hash`) may be argon2 or bcrypt, as Supabase accepts; a bcrypt hash is
+replaced by an argon2id one at the user's next successful sign-in.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import string
 
+import bcrypt
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from tuskbase.auth import errors
 from tuskbase.config import Settings
@@ -39,10 +42,49 @@ async def verify_password(encoded: str | None, password: str) -> bool:
         if _dummy_hash is None:
             _dummy_hash = await hash_password("tuskbase-dummy-password")
         encoded, password = _dummy_hash, password + "\x00never"
+    if encoded.startswith(BCRYPT_PREFIXES):
+        return await asyncio.to_thread(_bcrypt_matches, encoded, password)
     try:
         return await asyncio.to_thread(HASHER.verify, encoded, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+def _bcrypt_matches(encoded: str, password: str) -> bool:
+    try:
+        # bcrypt reads 72 bytes at most; longer passwords are compared on their first 72 bytes, as when hashed.
+        return bcrypt.checkpw(password.encode()[:72], encoded.encode())
+    except ValueError:
+        return False
+
+
+def needs_rehash(encoded: str) -> bool:
+    if encoded.startswith(BCRYPT_PREFIXES):
+        return True
+    try:
+        return HASHER.check_needs_rehash(encoded)
+    except InvalidHashError:
+        return False
+
+
+def check_imported_hash(encoded: object) -> str:
+    """A `password_hash` given to the admin API: an argon2 or bcrypt hash, else 400."""
+    if isinstance(encoded, str) and encoded.startswith(("$argon2id$", "$argon2i$", *BCRYPT_PREFIXES)):
+        try:
+            if encoded.startswith(BCRYPT_PREFIXES):
+                bcrypt.checkpw(b"probe", encoded.encode())
+            else:
+                HASHER.verify(encoded, "\x00probe")
+        except VerifyMismatchError:  # well-formed: it only did not match the probe
+            return encoded
+        except (ValueError, VerificationError, InvalidHashError):
+            pass
+        else:
+            return encoded
+    raise errors.bad_request("password_hash must be an argon2 or bcrypt hash")
 
 
 def check_strength(settings: Settings, password: object) -> str:
