@@ -66,9 +66,14 @@ select json_build_object(
   'functions', coalesce((select json_agg(json_build_object(
       'schema', n.nspname, 'name', p.proname, 'oid', p.oid,
       'args', coalesce((
-        select json_agg(json_build_object('name', coalesce(p.proargnames[i], ''),
-                                          'type', format_type(p.proargtypes[i - 1], null)) order by i)
-        from generate_series(1, p.pronargs) as i), '[]'),
+        -- Input arguments only (IN, INOUT, VARIADIC): OUT / TABLE columns shape the result instead.
+        select json_agg(json_build_object('name', coalesce(a.name, ''), 'type', format_type(a.type, null))
+                        order by a.ord)
+        from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]),
+                    coalesce(p.proargmodes, array_fill('i'::"char", array[p.pronargs])),
+                    coalesce(p.proargnames, array_fill(''::text, array[p.pronargs])))
+             with ordinality as a(type, mode, name, ord)
+        where a.mode in ('i', 'b', 'v')), '[]'),
       'defaults', p.pronargdefaults,
       'variadic', p.provariadic <> 0,
       'returns', format_type(p.prorettype, null),
@@ -83,7 +88,9 @@ select json_build_object(
     left join pg_class rc on rc.oid = rt.typrelid
     left join pg_namespace rn on rn.oid = rc.relnamespace
     where n.nspname = any($1::text[]) and p.prokind = 'f'
-      and not exists (select 1 from unnest(p.proargmodes) m where m in ('o', 't', 'b'))), '[]')
+      -- A function returning bare `record` (no OUT columns) needs a column list at each call: not callable.
+      and not (p.prorettype = 'record'::regtype and not coalesce('o' = any(p.proargmodes) or 't' = any(p.proargmodes)
+                                                                  or 'b' = any(p.proargmodes), false))), '[]')
 )::text
 """
 

@@ -233,3 +233,38 @@ def test_supabase_client_end_to_end(api, world):
     found = supabase.table("todos").select("id,title,lists(title)").eq("id", inserted.data[0]["id"]).execute()
     assert found.data == [{"id": inserted.data[0]["id"], "title": "via supabase",
                            "lists": {"title": "Alice groceries"}}]
+
+
+TABLE_FUNCTIONS = """
+create function public.list_stats(min_position integer default 0)
+  returns table (list_title text, open_count bigint)
+  language sql stable as $$
+    select l.title, count(t.id) filter (where not t.done)
+    from public.lists l left join public.todos t on t.list_id = l.id and t.position >= min_position
+    group by l.title order by l.title $$;
+create function public.split_name(full_name text, out first text, out last text)
+  language sql immutable as $$ select split_part(full_name, ' ', 1), split_part(full_name, ' ', 2) $$;
+grant execute on function public.list_stats, public.split_name to authenticated;
+"""
+
+
+def test_rpc_returning_table_and_out_parameters(api, admin, world, alice, bob):
+    import time
+
+    admin.execute(TABLE_FUNCTIONS)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            rows = alice.rpc("list_stats", {}).execute().data
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the schema cache did not reload"
+            time.sleep(0.05)
+    # RLS applies inside the function: Alice counts only what she may see.
+    assert rows == [{"list_title": "Alice groceries", "open_count": 2},
+                    {"list_title": "Shared trip", "open_count": 1}]
+    assert alice.rpc("list_stats", {"min_position": 4}).execute().data[0] == {"list_title": "Alice groceries",
+                                                                             "open_count": 0}
+    assert [r["list_title"] for r in bob.rpc("list_stats", {}).execute().data] == ["Bob secrets", "Shared trip"]
+    assert alice.rpc("split_name", {"full_name": "Ada Lovelace"}).execute().data == {"first": "Ada",
+                                                                                    "last": "Lovelace"}
