@@ -10,7 +10,7 @@
    one row, both with wrk, same user, same connections, API under granian with 1 worker.
 
     python -m bench.sync
-    BENCH_CHANGES=100000 BENCH_SECONDS=5 python -m bench.sync
+    BENCH_CHANGES=100000 BENCH_SECONDS=5 BENCH_ONLY=feed,latency,first,empty python -m bench.sync
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def feed_throughput(url: str, settings: Settings, changes: int) -> None:
     for decode in (True, False, True, False):
         decoder = Decoder(feed._key_columns)
         started = time.perf_counter()
-        decoded = 0
+        decoded = decoded if not decode else 0
         with psycopg.connect(url) as conn, conn.cursor(name="ceiling", binary=True) as cursor:
             cursor.execute(PEEK, (feed.slot, None, PUBLICATION))
             while rows := cursor.fetchmany(5000):
@@ -112,8 +112,14 @@ def notify_latency(url: str, seconds: float) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            list_id = make_list(conn, OWNER)
             deadline = time.monotonic() + 20
+            while not conn.execute("select 1 from pg_replication_slots where database = current_database() "
+                                   "and active_pid is distinct from null or confirmed_flush_lsn is not null "
+                                   "and database = current_database()").fetchone():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the feed consumer did not create its slot")
+                time.sleep(0.05)
+            list_id = make_list(conn, OWNER)
             base = conn.execute("select seq from sync.feed_state").fetchone()[0]
             while conn.execute("select seq from sync.feed_state").fetchone()[0] <= base:
                 if time.monotonic() > deadline:
@@ -286,14 +292,20 @@ def main() -> None:
     changes = int(os.environ.get("BENCH_CHANGES", "200000"))
     seconds = int(os.environ.get("BENCH_SECONDS", "8"))
     connections = int(os.environ.get("BENCH_CLIENTS", "32"))
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "feed,latency,first,empty").split(",")))
     with database() as (_server, url):
         settings = Settings(database_url=url, jwt_secret=JWT_SECRET)
-        feed_throughput(url, settings, changes)
-        notify_latency(url, max(5.0, seconds))
-        port = free_port()
-        with serve(granian_command(port, 1), api_env(url, port), port) as base:
-            first_pull(url, base, 100_000)
-            empty_pull(url, base, seconds, connections)
+        if "feed" in only:
+            feed_throughput(url, settings, changes)
+        if "latency" in only:
+            notify_latency(url, max(5.0, seconds))
+        if only & {"first", "empty"}:
+            port = free_port()
+            with serve(granian_command(port, 1), api_env(url, port), port) as base:
+                if "first" in only:
+                    first_pull(url, base, 100_000)
+                if "empty" in only:
+                    empty_pull(url, base, seconds, connections)
 
 
 if __name__ == "__main__":

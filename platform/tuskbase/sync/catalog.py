@@ -162,6 +162,14 @@ async def load(conn: Any) -> Catalog:
 _cache: dict[str, Catalog] = {}
 
 
+def fresh(database_key: str) -> Catalog | None:
+    """The cached catalog if it is younger than `TTL`, without touching the database."""
+    catalog = _cache.get(database_key)
+    if catalog is None or time.monotonic() - catalog.loaded_at > TTL:
+        return None
+    return catalog
+
+
 async def cached(conn: Any, database_key: str) -> Catalog:
     """The catalog, reloaded at most every `TTL` seconds per database (a stale fingerprint only delays a re-diff
     to the next pull: the client record keeps the fingerprint its last pull saw)."""

@@ -126,6 +126,7 @@ class Feed:
         self.idle_since = time.monotonic()
         self.pruned_at = 0.0
         self.snapshots = True
+        self.keys = {}
         self.decoder = Decoder(self._key_columns)
 
     # -- connection and leadership ---------------------------------------------------------------------
@@ -151,6 +152,7 @@ class Feed:
             return False
         self.leader = True
         self._ensure_slot()
+        self.keys: dict[int, list[str] | None] = {}
         self.decoder = Decoder(self._key_columns)
         self._load_tables()
         return True
@@ -174,8 +176,11 @@ class Feed:
         self.tables = {relid: tbl for relid, tbl, _served in self.reader.execute(TABLES)}
 
     def _key_columns(self, relid: int) -> list[str] | None:
-        assert self.reader is not None
-        return self.reader.execute(PRIMARY_KEY, (relid,)).fetchone()[0]
+        """Primary key of a relation, asked once per leadership (every peek re-sends Relation messages)."""
+        if relid not in self.keys:
+            assert self.reader is not None
+            self.keys[relid] = self.reader.execute(PRIMARY_KEY, (relid,)).fetchone()[0]
+        return self.keys[relid]
 
     # -- one batch -------------------------------------------------------------------------------------
 
@@ -199,7 +204,9 @@ class Feed:
                 chunk = peek.fetchmany(FETCH_CHUNK)
                 if not chunk:
                     return None
-                with cursor.copy(COPY_CHANGES, writer=QueuedLibpqWriter(cursor)) as copy:
+                # A writer thread pays off when the batch is large (decoding overlaps the server's COPY).
+                writer = QueuedLibpqWriter(cursor) if len(chunk) >= FETCH_CHUNK else None
+                with cursor.copy(COPY_CHANGES, writer=writer) as copy:
                     write = copy.write_row
                     while chunk:
                         for (data,) in chunk:

@@ -34,6 +34,7 @@ first; any other stale cursor is answered `reset`. A cursor older than the retai
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -55,6 +56,7 @@ BEGIN = (
     "pg_advisory_xact_lock(hashtext('tuskbase_sync_client:' || $2))"
 )
 AS_ROLE = "select set_config('role', $1, true)"
+CLIENT_FAST = "select * from sync.client_state($1)"
 CLIENT_STATE = """
 select c.user_key, c.pull_no, c.nonce, c.prev_nonce, f.seq, f.pruned_seq, f.epoch
 from sync.feed_state f left join sync.clients c on c.client_id = $1
@@ -190,6 +192,37 @@ def check_client_id(client_id: Any) -> str:
     return client_id
 
 
+class QuickConnections:
+    """Connections for the one-statement fast path of `pull`: no transaction, no session state to reset.
+
+    asyncpg's pool runs a reset query on every release (a second round trip); a connection that only ever ran
+    `sync.client_state()` outside a transaction has nothing to reset. A connection that failed is dropped.
+    """
+
+    def __init__(self, connect: Any, size: int) -> None:
+        self.connect = connect
+        self.size = size
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        async with self.slots:  # at most `size` connections, each reused
+            conn = self.idle.pop() if self.idle else await self.connect()
+            try:
+                result = await function(conn, *args)
+            except BaseException:
+                conn.terminate()
+                raise
+            if not conn.is_closed():
+                self.idle.append(conn)
+            return result
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            await conn.close()
+
+
 class _Page:
     """The records of one answer, bounded by `limit`, and the view record writes they imply."""
 
@@ -241,6 +274,7 @@ async def pull(
     limit: int | None,
     tables: list[str] | None,
     settings: Settings,
+    quick: QuickConnections | None = None,
 ) -> PullResult:
     client_id = check_client_id(client_id)
     if limit is None:
@@ -250,12 +284,37 @@ async def pull(
     limit = min(limit, settings.sync_pull_limit_max)
     given = Cursor.decode(cursor, client_id) if cursor else None
     role = claims["role"]
+    database_key = settings.database_url or str(settings.db_port)
+    if given is not None and given.diff is None:
+        if quick is not None:
+            quiet = await quick.run(_nothing_new, given, claims, tables, database_key)
+        else:
+            async with pool.acquire() as conn:
+                quiet = await _nothing_new(conn, given, claims, tables, database_key)
+        if quiet is not None:
+            return quiet
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(BEGIN, claims_json, client_id)
         session = _Session(conn, role)
-        catalog = await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
+        catalog = await catalog_module.cached(conn, database_key)
         wanted = _requested(catalog, tables)
         return await _pull(session, catalog, wanted, claims, client_id, given, limit)
+
+
+async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], tables: list[str] | None,
+                       database_key: str) -> PullResult | None:
+    """The answer when the change log has nothing past the cursor and nothing else moved; None otherwise.
+
+    One round trip (`sync.client_state`), no transaction, no synced table read."""
+    owner, pull_no, nonce, _prev, seen_hours, seq, pruned_seq, epoch = await conn.fetchrow(CLIENT_FAST, given.client)
+    if (owner != user_key(claims) or (pull_no, nonce) != (given.pull_no, given.nonce) or seq != given.seq
+            or given.seq < pruned_seq or epoch != given.epoch or seen_hours is None or seen_hours >= 1):
+        return None
+    catalog = catalog_module.fresh(database_key)  # reloading it needs the service role: the slow path does
+    if catalog is None or given.fingerprint != f"{catalog.fingerprint}.{claims_hash(claims)}":
+        return None
+    wanted = _requested(catalog, tables)
+    return PullResult({t.public_name: TableChanges() for t in wanted}, given.encode(), False)
 
 
 def _requested(catalog: Catalog, names: list[str] | None) -> list[Table]:
