@@ -138,6 +138,16 @@ def test_embedded_rows_still_obey_rls(world, bob):
     assert {t["lists"]["owner_id"] for t in todos} == {str(ALICE), str(BOB)}
 
 
+def test_order_by_a_column_of_an_embedded_to_one_resource(world, alice, api):
+    rows = alice.table("todos").select("title,lists(title)").order("lists(title)", desc=True) \
+        .order("position").limit(2).execute().data
+    assert rows == [{"title": "book hotel", "lists": {"title": "Shared trip"}},
+                    {"title": "milk 0", "lists": {"title": "Alice groceries"}}]
+    refused = httpx.get(f"{api.url}/rest/v1/lists?select=title,todos(title)&order=todos(title)",
+                        headers=api.headers(api.user_token(ALICE)))
+    assert refused.status_code == 400 and refused.json()["code"] == "PGRST118"
+
+
 def test_filter_on_embedded_presence_and_embedded_or(world, alice):
     rows = alice.table("lists").select("title,todos(title)").filter("todos", "not.is", "null") \
         .eq("todos.done", "false").order("title").execute().data

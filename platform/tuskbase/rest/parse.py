@@ -73,6 +73,7 @@ class OrderTerm:
     field: Field
     descending: bool = False
     nulls: str | None = None  # first | last
+    relation: str | None = None  # order=lists(title): a column of an embedded to-one resource
 
 
 @dataclass(slots=True)
@@ -307,7 +308,9 @@ def _split_field(item: str) -> tuple[str, str, str]:
 def parse_order(value: str) -> list[OrderTerm]:
     terms = []
     for item in _split_top(value):
-        pieces = item.strip().split(".")
+        head, _, modifiers = item.strip().partition(").")
+        related = bool(modifiers) and "(" in head  # lists(title).desc: do not split inside the parentheses
+        pieces = [head + ")", *modifiers.split(".")] if related else item.strip().split(".")
         if not pieces[0]:
             raise parse_error(f'"{value}" is not a valid order')
         descending, nulls = False, None
@@ -318,7 +321,12 @@ def parse_order(value: str) -> list[OrderTerm]:
                 nulls = modifier[5:]
             else:
                 raise parse_error(f'"{modifier}" is not a valid ordering', "Use asc, desc, nullsfirst or nullslast")
-        terms.append(OrderTerm(parse_field(pieces[0]), descending, nulls))
+        embedded = re.fullmatch(r"([^()]+)\(([^()]+)\)", pieces[0])
+        if embedded:
+            terms.append(OrderTerm(parse_field(embedded.group(2)), descending, nulls,
+                                   _unquote_name(embedded.group(1))))
+        else:
+            terms.append(OrderTerm(parse_field(pieces[0]), descending, nulls))
     return terms
 
 

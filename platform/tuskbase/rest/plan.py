@@ -48,6 +48,7 @@ class Node:
     limit: int | None
     offset: int | None
     embed_filters: list[tuple[Embed, Filter]] = dataclasses.field(default_factory=list)
+    order_embeds: dict[str, Embed] = dataclasses.field(default_factory=dict)  # order=lists(title)
 
     def column(self, field: Field) -> Column:
         column = self.table.columns.get(field.name)
@@ -98,7 +99,15 @@ class Planner:
         for filter_ in node.filters:
             self._check_field(node, filter_.field)
         for term in node.order:
-            self._check_field(node, term.field)
+            if term.relation is None:
+                self._check_field(node, term.field)
+                continue
+            embed = next((o for o in node.outputs if isinstance(o, Embed) and o.name == term.relation), None)
+            if embed is None or not embed.to_one:
+                raise ApiError(400, "PGRST118", f"A related order on '{term.relation}' is not possible",
+                               f"'{term.relation}' must be an embedded many-to-one or one-to-one resource")
+            embed.node.column(term.field)
+            node.order_embeds[term.relation] = embed
         for tree in node.logic:
             self._check_logic(node, tree)
         if not path and self.max_rows and (node.limit is None or node.limit > self.max_rows):

@@ -112,7 +112,12 @@ class Sql:
         if node.order:
             terms = []
             for term in node.order:
-                expr, _ = self.field(node.alias, node.column(term.field), term.field)
+                if term.relation is not None:
+                    embed = node.order_embeds[term.relation]
+                    inner, _ = self.field(embed.node.alias, embed.node.column(term.field), term.field)
+                    expr = f"(select {inner}{self._from_join(node, embed)} where {self.join(node, embed)})"
+                else:
+                    expr, _ = self.field(node.alias, node.column(term.field), term.field)
                 terms.append(expr + (" desc" if term.descending else " asc")
                              + (f" nulls {term.nulls}" if term.nulls else ""))
             sql += " order by " + ", ".join(terms)
