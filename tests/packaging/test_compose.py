@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.packaging.env_example import MARKER
 from tests.packaging.support import (
     COMPOSE_SCHEMA,
     FILLED_SECRETS,
@@ -196,11 +197,25 @@ def test_the_image_tag_is_the_project_version_everywhere():
 
 
 def test_every_tuskbase_variable_in_the_stack_is_a_real_setting():
+    """What the stack sets and what .env.example asks for must exist. The generated reference at the end of
+    .env.example (every setting, commented out) is left out: a setting renamed in tuskbase.config leaves a stale
+    comment there until `python -m tests.packaging.env_example --write` is run, which misleads nobody's stack."""
     known = setting_names()
-    for path in ("docker-compose.yml", ".env.example"):
-        used = set(SETTING_NAME.findall((ROOT / path).read_text()))
+    hand_written = (ROOT / ".env.example").read_text().partition(MARKER)[0]
+    for path, text in (("docker-compose.yml", (ROOT / "docker-compose.yml").read_text()),
+                       (".env.example", hand_written)):
+        used = set(SETTING_NAME.findall(text))
         assert used, path
         assert not used - known, f"{path}: not settings of tuskbase.config: {sorted(used - known)}"
+
+
+def test_the_generated_reference_lists_settings_only():
+    """Every line of the reference is `# TUSKBASE_NAME=default` under its doc; its names are settings' names as
+    the generator writes them, so a stale one is fixed by running the generator."""
+    reference = (ROOT / ".env.example").read_text().partition(MARKER)[2]
+    names = re.findall(r"^# (TUSKBASE_[A-Z0-9_]+)=", reference, flags=re.M)
+    assert len(names) >= 20 and len(names) == len(set(names))
+    assert set(SETTING_NAME.findall(reference)) == set(names)
 
 
 def test_env_example_defines_every_variable_compose_reads():
