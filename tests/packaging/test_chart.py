@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import jsonschema
+import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
@@ -17,9 +19,10 @@ from tests.packaging.test_dockerfile import image_user
 from tuskbase.config import load
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk has no wheel for this platform")
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 KUBERNETES_VERSION = "1.30.0"
+MIN_KUBERNETES_VERSION = "1.25.0"  # Chart.yaml's kubeVersion: policy/v1 PDBs, batch/v1 Job TTLs, seccompProfile
+LATEST_KUBERNETES_VERSION = kubernetes_validate.utils.latest_version()
 SECRETS = {
     "TUSKBASE_DATABASE_URL": "postgresql://postgres:db-secret@db.example.internal:5432/tuskbase",
     "TUSKBASE_JWT_SECRET": "s" * 48,
@@ -119,11 +122,17 @@ def test_helm_lint_finds_no_error():
 # --- the rendered release ---------------------------------------------------------------------------------
 
 
-def test_every_object_is_valid_kubernetes(objects):
+@pytest.mark.parametrize("version", [MIN_KUBERNETES_VERSION, KUBERNETES_VERSION, LATEST_KUBERNETES_VERSION])
+def test_every_object_is_valid_kubernetes(objects, version):
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Secret", "Service"]
     for obj in objects:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_chart_declares_the_oldest_kubernetes_it_is_checked_against():
+    chart = load_yaml(CHART / "Chart.yaml")
+    assert chart["kubeVersion"] == f">={MIN_KUBERNETES_VERSION}-0"
 
 
 def test_the_kubernetes_validation_can_fail(objects):
