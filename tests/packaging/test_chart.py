@@ -287,6 +287,20 @@ def test_a_disruption_budget_keeps_api_pods_up_when_there_are_several(objects):
     assert not [o for o in single if o["kind"] == "PodDisruptionBudget"]  # it would block every node drain
 
 
+def test_the_api_can_scale_on_cpu_instead_of_a_fixed_count():
+    objects = render({"secrets": SECRETS, "api": {"replicas": 1, "autoscaling": {
+        "enabled": True, "minReplicas": 3, "maxReplicas": 12, "targetCPUUtilizationPercentage": 60}}})
+    api = one(objects, "Deployment", "tb-tuskbase-api")
+    assert "replicas" not in api["spec"], "a fixed count would fight the autoscaler at every upgrade"
+    hpa = one(objects, "HorizontalPodAutoscaler", "tb-tuskbase-api")
+    kubernetes_validate.validate(hpa, KUBERNETES_VERSION, strict=True)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "tb-tuskbase-api"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    assert one(objects, "PodDisruptionBudget", "tb-tuskbase-api")  # at least 3 pods: a budget is safe
+    assert not [o for o in render() if o["kind"] == "HorizontalPodAutoscaler"]
+
+
 def test_the_ingress_is_optional_and_points_at_the_service():
     assert not [o for o in render() if o["kind"] == "Ingress"]
     objects = render({"secrets": SECRETS, "ingress": {
