@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,7 +51,10 @@ def project(tmp_path: Path, **overrides: str) -> Path:
 
 
 def compose_config(binary: str, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary, *args, "config"], cwd=folder, capture_output=True, text=True, timeout=60)
+    # A clean environment: compose lets the shell's variables win over .env, and ours must not leak in.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder)}
+    return subprocess.run([binary, *args, "config"], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=60)
 
 
 # --- the schema and the tool --------------------------------------------------------------------------------
@@ -101,6 +105,7 @@ def test_the_stack_refuses_to_start_without_each_secret(docker_compose, tmp_path
 def test_rabbitmq_runs_only_with_its_profile(docker_compose, tmp_path):
     folder = project(tmp_path, **FILLED_SECRETS)
     result = subprocess.run([docker_compose, "--profile", "rabbitmq", "config", "--services"], cwd=folder,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder)},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert set(TUSKBASE_SERVICES) | {"postgres", "minio", "rabbitmq"} == set(result.stdout.split())
