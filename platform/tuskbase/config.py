@@ -147,10 +147,10 @@ class Settings:
                                           default=10000)
     sync_live_max_per_user: int = _doc("Live channel connections one user may hold at once (per API process).",
                                        default=20)
-    sync_live_keys_max: int = _doc(
-        "Changed keys per table in one feed batch beyond which the live channel pokes every connected user "
-        "instead of checking each user's RLS (a mass change).",
-        default=5000,
+    sync_live_check_max: int = _doc(
+        "Most (changed row x connected user) visibility checks the live channel runs for one feed batch; beyond it "
+        "every connected user is poked (a mass change; a poke is only a hint to pull).",
+        default=20000,
     )
 
     # --- HTTP limits --------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ class Settings:
         _check(self.sync_live_max_connections >= 1, "SYNC_LIVE_MAX_CONNECTIONS", "must be at least 1")
         _check(1 <= self.sync_live_max_per_user <= self.sync_live_max_connections, "SYNC_LIVE_MAX_PER_USER",
                "must be >= 1 and <= SYNC_LIVE_MAX_CONNECTIONS")
-        _check(self.sync_live_keys_max >= 1, "SYNC_LIVE_KEYS_MAX", "must be at least 1")
+        _check(self.sync_live_check_max >= 1, "SYNC_LIVE_CHECK_MAX", "must be at least 1")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")
