@@ -115,14 +115,15 @@ def _build_sql(table: Table) -> None:
     cols = [quote_ident(c) for c in table.pk]
     key = "jsonb_build_object(" + ", ".join(f"'{_literal(c)}', t.{qc}" for c, qc in zip(table.pk, cols,
                                                                                        strict=True)) + ")::text"
-    order = ", ".join(f"t.{c}" for c in cols)
-    resume = ", ".join(f"($1::jsonb ->> '{_literal(c)}')::{table.columns[c]}" for c in table.pk)
     join = " and ".join(f"t.{c} = k.{c}" for c in cols)
     select = f"select {key}, t.xmin::text::bigint, row_to_json(t)::text from {q} t"
     table.sql = {
-        # Pass A of a diff: the visible rows in key order, after a resume key.
-        "scan_first": f"{select} order by {order} limit $1",
-        "scan_after": f"{select} where ({order}) > ({resume}) order by {order} limit $2",
+        # Pass A of a diff: the visible rows of a range of heap blocks (a TID range scan: sequential reads,
+        # no sort; a row that moves while a client is paged through it changed after the diff began, so the
+        # change log brings it afterwards).
+        "scan_range": f"select {key}, t.xmin::text::bigint, row_to_json(t)::text, t.ctid::text from {q} t "
+                      "where t.ctid > $1::text::tid and t.ctid < $2::text::tid",
+        "blocks": f"select (pg_relation_size('{_literal(q)}'::regclass) / current_setting('block_size')::int)::int",
         # Key, version and row of the visible rows among the given keys (a jsonb array of key objects).
         "by_keys": f"{select} join jsonb_populate_recordset(null::{q}, $1::jsonb) k on {join}",
         # Which of the given keys are visible (pass B: rows a client holds that left its view).

@@ -230,8 +230,13 @@ class _Page:
         self.room = limit
         self.changes = {t.public_name: TableChanges() for t in tables}
         self.view: tuple[list[int], list[str], list[int | None]] = ([], [], [])
+        self.only_new = True
 
-    def put(self, table: Table, kind: str, key: str, version: int | None, row: str | None) -> None:
+    def put(self, table: Table, kind: str, key: str, version: int | None, row: str | None,
+            new: bool = False) -> None:
+        """`new`: the view record has no row for this key (a fresh client's first diff): a plain COPY suffices."""
+        if not new:
+            self.only_new = False
         changes = self.changes[table.public_name]
         if kind == "deleted":
             changes.deleted.append(table.key_value(json.loads(key)))
@@ -391,7 +396,13 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
         conn = await session.as_service()
         pull_no += 1
         nonce = secrets.token_urlsafe(9)
-        await conn.execute(RECORD, client_id, pull_no, *page.view)
+        if page.only_new:
+            records = [(client_id, tbl, key, version, pull_no)
+                       for tbl, key, version in zip(*page.view, strict=True)]
+            await conn.copy_records_to_table("client_rows", schema_name="sync", records=records,
+                                             columns=("client_id", "tbl", "key", "version", "pull_no"))
+        else:
+            await conn.execute(RECORD, client_id, pull_no, *page.view)
         await conn.execute(SAVE_CLIENT, client_id, pull_no, nonce)
     new_cursor = Cursor(client_id, pull_no, nonce, seq, epoch, fingerprint, diff)
     return PullResult(page.changes, new_cursor.encode(), has_more)
@@ -468,28 +479,47 @@ async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[
 
 
 async def _diff_visible(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
-    """Pass A: visible rows in key order that the client lacks or holds in another version."""
+    """Pass A: visible rows the client lacks or holds in another version, read by ranges of heap blocks.
+
+    `diff["k"]` is the TID to resume after, `diff["s"]` the number of blocks read per query (adapted so that a
+    query returns about a page)."""
+    service = await session.as_service()
+    blocks = await service.fetchval(table.sql["blocks"])
     while page.room > 0:
-        size = min(max(page.room, 100), CHUNK)
+        resume = diff["k"] or "(0,0)"
+        first_block = _tid(resume)[0]
+        if first_block >= blocks:
+            return True
+        step = diff.get("s") or 64
+        end_block = min(first_block + step, blocks)
+        end = f"({end_block},0)" if end_block < blocks else "(4294967295,0)"
         user = await session.as_user()
-        if diff["k"] is None:
-            rows = await user.fetch(table.sql["scan_first"], size)
-        else:
-            rows = await user.fetch(table.sql["scan_after"], diff["k"], size)
+        rows = await user.fetch(table.sql["scan_range"], resume, end)
+        full = len(rows) > page.room
+        if full:
+            rows = sorted(rows, key=lambda r: _tid(r[3]))[: page.room]
         held: dict[str, int | None] = {}
         if not diff["f"] and rows:
             service = await session.as_service()
             held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
-        for key, version, row in rows:
+        for key, version, row, _tid_text in rows:
             sent = held.get(key)
             if sent != version:
-                page.put(table, "created" if sent is None else "updated", key, version, row)
-            diff["k"] = key
-            if page.room == 0:
-                return len(rows) < size and key == rows[-1][0]
-        if len(rows) < size:
+                page.put(table, "created" if sent is None else "updated", key, version, row, new=diff["f"])
+        if full:
+            diff["k"] = rows[-1][3]
+            return False
+        diff["k"] = end
+        if len(rows) < page.room // 2 and step < 1 << 20:
+            diff["s"] = step * 2
+        if end_block >= blocks:
             return True
     return False
+
+
+def _tid(text: str) -> tuple[int, int]:
+    block, _, offset = text.strip("()").partition(",")
+    return int(block), int(offset)
 
 
 async def _diff_held(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
