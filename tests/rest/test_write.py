@@ -268,3 +268,21 @@ def test_rpc_returning_table_and_out_parameters(api, admin, world, alice, bob):
     assert [r["list_title"] for r in bob.rpc("list_stats", {}).execute().data] == ["Bob secrets", "Shared trip"]
     assert alice.rpc("split_name", {"full_name": "Ada Lovelace"}).execute().data == {"first": "Ada",
                                                                                     "last": "Lovelace"}
+
+
+def test_max_affected_and_tx_rollback(world, alice, api, admin):
+    with pytest.raises(APIError) as caught:
+        alice.table("todos").update({"done": True}).eq("list_id", world.alice_list).max_affected(2).execute()
+    assert caught.value.code == "PGRST124"
+    assert admin.execute("select count(*) from public.todos where list_id = %s and done",
+                         (world.alice_list,)).fetchone()[0] == 3  # unchanged: 0, 2 and 4 were done already
+    one = alice.table("todos").delete().eq("id", world.alice_todos[0]).max_affected(1).execute()
+    assert len(one.data) == 1
+    rolled = httpx.post(f"{api.url}/rest/v1/todos", json={"list_id": world.alice_list, "title": "dry"},
+                        headers={**api.headers(api.user_token(ALICE)), "Prefer": "return=representation,tx=rollback"})
+    assert rolled.status_code == 201 and rolled.json()[0]["title"] == "dry"
+    assert "tx=rollback" in rolled.headers["preference-applied"]
+    assert admin.execute("select count(*) from public.todos where title = 'dry'").fetchone()[0] == 0
+    strict = httpx.get(f"{api.url}/rest/v1/todos", headers={**api.headers(api.user_token(ALICE)),
+                                                            "Prefer": "handling=strict, bogus=1"})
+    assert strict.status_code == 400 and strict.json()["code"] == "PGRST122"

@@ -365,12 +365,19 @@ class RestService:
             status = 200 if representation else 204
         if method == "POST" and not representation:
             status = 201
+        limit = prefer.max_affected if prefer.handling == "strict" and method in ("PATCH", "DELETE") else None
+        in_batch = conn is not None
         try:
-            if conn is not None:
-                text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
+            if in_batch:
+                text, rows_changed = await self._run_write(conn, statements, representation, request.accept, limit)
             else:
                 async with db.request_transaction(self.pool, claims, encoded_claims=claims_json) as conn:
-                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
+                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept,
+                                                               limit)
+                    if prefer.tx == "rollback":
+                        raise _Rollback(text, rows_changed)
+        except _Rollback as done:  # Prefer: tx=rollback: the answer of the write, none of its effects
+            text, rows_changed = done.args
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
         except (asyncpg.InterfaceError, ValueError, TypeError) as error:
@@ -381,7 +388,7 @@ class RestService:
             out.append((b"content-range", f"*/{'*' if total is None else total}".encode()))
         else:
             out.append((b"content-range", respond.content_range(0, rows_changed, total)))
-        applied = [p for p in prefer.applied if not p.startswith("tx=")]
+        applied = [p for p in prefer.applied if not (in_batch and p.startswith("tx="))]
         if applied:
             out.append((b"preference-applied", ", ".join(applied).encode()))
         payload = b""
@@ -399,8 +406,8 @@ class RestService:
         return Answer(status, payload, out)
 
     @staticmethod
-    async def _run_write(conn: Any, statements: list[query.Statement], representation: bool, accept: str
-                         ) -> tuple[str | None, int]:
+    async def _run_write(conn: Any, statements: list[query.Statement], representation: bool, accept: str,
+                         max_affected: int | None = None) -> tuple[str | None, int]:
         if representation:
             text, rows_changed, _ = await conn.fetchrow(statements[0].sql, *statements[0].params)
         else:
@@ -408,6 +415,9 @@ class RestService:
             for statement in statements:
                 tag = await conn.execute(statement.sql, *statement.params)
                 rows_changed += int(tag.rsplit(" ", 1)[-1])
+        if max_affected is not None and rows_changed > max_affected:
+            raise ApiError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
+                           f"The query affects {rows_changed} rows")
         if accept == "single" and rows_changed != 1:
             # Raised inside the transaction: the write is rolled back.
             raise ApiError(406, errors.SINGULAR, "Cannot coerce the result to a single JSON object",
@@ -451,6 +461,10 @@ class RestService:
         schema = self.schema_of(headers, write=False)
         document = openapi.document(self.holder.cache, schema, self.settings.api_url + "/rest/v1")
         return Answer(200, document, [(b"content-type", respond.OPENAPI)], cacheable=True)
+
+
+class _Rollback(Exception):
+    """Leaves a write's transaction without committing (Prefer: tx=rollback), carrying its answer."""
 
 
 def _keys(rows: list[dict[str, Any]]) -> list[str]:

@@ -83,6 +83,8 @@ class Prefer:
     resolution: str | None = None  # merge-duplicates | ignore-duplicates
     missing: str | None = None  # default
     tx: str | None = None  # commit | rollback
+    handling: str | None = None  # strict | lenient
+    max_affected: int | None = None  # with handling=strict: PATCH / DELETE touching more rows fail
     applied: tuple[str, ...] = ()
 
 
@@ -411,7 +413,13 @@ def parse_prefer(header: str | None) -> Prefer:
             prefer.missing = value
         elif name == "tx" and value in ("commit", "rollback"):
             prefer.tx = value
+        elif name == "handling" and value in ("strict", "lenient"):
+            prefer.handling = value
+        elif name == "max-affected" and value.isdigit() and len(value) < 16:
+            prefer.max_affected = int(value)
         else:
+            if prefer.handling == "strict" or "handling=strict" in header.replace(" ", "").lower():
+                raise ApiError(400, "PGRST122", f"Invalid preferences given with handling=strict: {token.strip()}")
             continue  # PostgREST ignores unknown preferences unless handling=strict
         applied.append(f"{name}={value}")
     prefer.applied = tuple(applied)
