@@ -7,6 +7,8 @@ import statistics
 import time
 import uuid
 
+import httpx
+
 from tests.live.conftest import listen, live_url
 
 
@@ -126,5 +128,40 @@ def test_reconnecting_with_a_seq_catches_up_only_on_what_the_user_may_see(api, a
         assert fresh.messages[0][1] == {"type": "ready", "seq": sync_point}
         for listener in (again, fresh, alice_phone):
             await listener.close()
+
+    asyncio.run(scenario())
+
+
+def test_rows_leaving_a_users_view_poke_the_devices_that_hold_them(api, admin, running_feed):
+    """A delete, or an update that moves a row out of view, is invisible under RLS afterwards: the sync engine's
+    client view record (what each device was sent) says who must hear of it."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    shared = make_list(admin, alice, "shared")
+    private = make_list(admin, alice, "private")
+    todo = admin.execute("insert into public.todos (list_id, title) values (%s, 'milk') returning id",
+                         (shared,)).fetchone()[0]
+    admin.execute("insert into public.list_members (list_id, user_id) values (%s, %s)", (shared, bob))
+    start = persisted(admin, 4)
+    pulled = httpx.post(api.url + "/sync/v1/pull", headers=api.headers(api.user_token(bob)),
+                        json={"client_id": "bob-phone"}, timeout=30).json()
+    assert [r["id"] for r in pulled["changes"]["todos"]["created"]] == [str(todo)]
+
+    async def scenario() -> None:
+        bob_phone = await listen("bob", live_url(api, api.user_token(bob), seq=start))
+        alice_phone = await listen("alice", live_url(api, api.user_token(alice), seq=start))
+        # Alice moves the todo to her private list: Bob may no longer see it, but his phone holds it.
+        await write(admin, "update public.todos set list_id = %s where id = %s", private, todo)
+        _, moved = await next_poke(bob_phone, start)
+        assert (await next_poke(alice_phone, start))[1] == moved
+        # A change in the private list that Bob never held: only Alice hears of it (barrier below proves it).
+        await write(admin, "insert into public.todos (list_id, title) values (%s, 'secret')", private)
+        _, secret = await next_poke(alice_phone, moved)
+        # Alice removes Bob from the shared list: his phone holds the membership row and the list.
+        await write(admin, "delete from public.list_members where list_id = %s and user_id = %s", shared, bob)
+        _, removed = await next_poke(bob_phone, moved)
+        assert removed > secret
+        assert [seq for _, seq in bob_phone.pokes() if seq > start] == [moved, removed]
+        await bob_phone.close()
+        await alice_phone.close()
 
     asyncio.run(scenario())
