@@ -47,6 +47,7 @@ PUBLICATION = "tuskbase_sync"
 CHANNEL = "tuskbase_sync"
 LEADER_LOCK = 0x73796E63  # "sync"
 HEARTBEAT_SECONDS = 10.0
+MARK_SECONDS = 0.5  # at most this often a batch marks itself (see `_mark`): one more peek and advance each time
 FETCH_CHUNK = 5000
 
 TRY_LEAD = "select pg_try_advisory_lock(%s)"
@@ -126,6 +127,7 @@ class Feed:
         self.idle_since = time.monotonic()
         self.pruned_at = 0.0
         self.snapshots = True
+        self.marked_at = 0.0
         self.keys = {}
         self.decoder = Decoder(self._key_columns)
 
@@ -232,7 +234,8 @@ class Feed:
             if seq > first_seq:
                 conn.execute(SAVE_STATE, (lsn, seq, seq - first_seq))
                 conn.execute(NOTIFY, (CHANNEL, str(seq)))
-                self._mark()
+                if time.monotonic() - self.marked_at >= MARK_SECONDS:
+                    self._mark()
             # A batch without changes writes nothing (its WAL would be one more thing to decode): the slot
             # simply advances past it; a restart would find nothing there either.
         return Batch(seq - first_seq, seq, lsn, transactions)
@@ -248,6 +251,7 @@ class Feed:
         assert self.conn is not None
         self.conn.execute(MARK)
         self._snapshot()
+        self.marked_at = time.monotonic()
 
     def _snapshot(self) -> None:
         assert self.conn is not None
