@@ -257,3 +257,22 @@ def test_idle_feed_advances_the_slot_with_a_heartbeat(feed, admin, monkeypatch):
                           (feed.slot,)).fetchone()[0]
     assert after > before
     assert admin.execute("select count(*) from sync.changes").fetchone()[0] == 0
+
+
+def test_enable_refuses_tables_it_cannot_sync(admin):
+    import pytest
+
+    admin.execute("create table public.nokey (x int)")
+    admin.execute("create table public.parted (id int primary key) partition by range (id)")
+    admin.execute("create table public.keyed (id int primary key, note text)")
+    for target, message in (("public.nokey", "no primary key"), ("public.parted", "not a plain table")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+            admin.execute("select sync.enable(%s)", (target,))
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="conflict must be"):
+        admin.execute("select sync.enable('public.keyed', conflict => 'sometimes')")
+    admin.execute("select sync.enable('public.keyed', conflict => 'reject')")
+    row = admin.execute("select c.relreplident, t.conflict from sync.tables t join pg_class c on c.oid = t.relid "
+                        "where t.relid = 'public.keyed'::regclass").fetchone()
+    assert row == ("f", "reject")
+    assert admin.execute("select count(*) from pg_publication_tables where pubname = 'tuskbase_sync' "
+                         "and tablename = 'keyed'").fetchone()[0] == 1
