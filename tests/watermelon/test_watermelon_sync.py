@@ -195,3 +195,28 @@ def test_limit_pages_the_first_sync_with_has_more(api, admin, running_feed, devi
                for p in result["pulls"])
     assert [p["has_more"] for p in result["pulls"]][-1] is False
     assert set(devices.records("phone", "todos")) == ids
+
+
+def test_a_cursor_older_than_the_kept_history_is_answered_with_a_replacement(api, admin, running_feed, devices):
+    alice = uuid.uuid4()
+    groceries = make_list(admin, alice)
+    milk = make_todo(admin, groceries, "milk")
+    bread = make_todo(admin, groceries, "bread")
+    settle(admin)
+    devices.open("phone", api.user_token(alice))
+    devices.sync("phone")
+    offline = devices.call("create", device="phone", table="todos",
+                           fields={"list_id": groceries, "title": "written offline", "done": False})["id"]
+    # While the phone is away, bread is deleted and tea added, and retention prunes the log past its cursor.
+    admin.execute("delete from public.todos where id = %s", (bread,))
+    tea = make_todo(admin, groceries, "tea")
+    settle(admin)
+    admin.execute("update sync.feed_state set pruned_seq = seq")
+
+    result = devices.sync("phone")
+    assert result["pulls"][0]["strategy"] == "replacement"
+    assert result["pulls"][0]["changes"]["todos"]["deleted"] == []  # the log that knew of bread is gone ...
+    todos = devices.records("phone", "todos")
+    assert set(todos) == {milk, tea, offline}  # ... yet the replacement drops it; the offline todo is pushed
+    assert server_todos(admin, groceries) == {milk: ("milk", False), tea: ("tea", False),
+                                              offline: ("written offline", False)}

@@ -242,11 +242,8 @@ async def pull(pool: Any, claims: dict[str, Any], claims_json: str, params: Any,
     tables = syncable(await _catalog(pool, settings))
     names = sorted(tables)
 
-    # All served tables are pulled (tables=None) and those WatermelonDB cannot hold are dropped here: the engine's
-    # `tables` filter fails on a list today (pull._requested puts unhashable Tables in a set); pass `names` once
-    # that is fixed.
     result = await engine_pull.pull(pool, claims, claims_json, client_id=client_id, cursor=cursor, limit=limit,
-                                    tables=None, settings=settings)
+                                    tables=names, settings=settings)
     replacement = False
     if result.reset:
         # The device must drop what it holds: a full pull, applied by WatermelonDB as a replacement.
@@ -274,7 +271,7 @@ async def _full(pool: Any, claims: dict[str, Any], claims_json: str, client_id: 
     cursor = None
     while True:
         page = await engine_pull.pull(pool, claims, claims_json, client_id=client_id, cursor=cursor,
-                                      limit=settings.sync_pull_limit_max, tables=None, settings=settings)
+                                      limit=settings.sync_pull_limit_max, tables=names, settings=settings)
         for name, delta in page.changes.items():
             if name not in names:
                 continue

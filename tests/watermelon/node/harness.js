@@ -168,8 +168,12 @@ async function sync(device, { limit, pauseBeforePush }, answerPaused) {
         const result = await call(device, 'GET', query)
         hasMore = Boolean(result.has_more)
         pulls.push({ lastPulledAt: lastPulledAt ?? null, migration: migration ?? null, timestamp: result.timestamp,
-          changes: result.changes, has_more: hasMore })
-        return { changes: result.changes, timestamp: result.timestamp }
+          changes: result.changes, has_more: hasMore, strategy: result.experimentalStrategy ?? null })
+        const answer = { changes: result.changes, timestamp: result.timestamp }
+        if (result.experimentalStrategy) {
+          answer.experimentalStrategy = result.experimentalStrategy
+        }
+        return answer
       },
       pushChanges: async ({ changes, lastPulledAt }) => {
         if (pauseBeforePush) {
