@@ -287,3 +287,47 @@ def test_metrics_export_slot_lag_and_feed_progress(fast_metrics, api, admin, fee
         time.sleep(0.1)
     assert "tuskbase_sync_feed_seq 1.0" in text
     assert "tuskbase_sync_slot_lag_bytes" in text and "tuskbase_sync_feed_changes_per_second" in text
+
+
+def test_changes_made_while_the_slot_was_gone_are_found_by_a_re_diff(api, admin, feed, database, settings):
+    from tuskbase.sync.feed import Feed
+
+    alice = new_user()
+    mine = make_list(admin, alice)
+    drain(feed)
+    device = SyncClient(api, alice)
+    device.sync()
+    slot = feed.slot
+    feed.close()
+    admin.execute("select pg_drop_replication_slot(%s)", (slot,))
+    lost = make_todo(admin, mine, "written while no slot existed")  # never in the change log
+    replacement = Feed(database, settings)
+    replacement.connect()
+    try:
+        assert replacement.try_lead()
+        assert admin.execute("select epoch from sync.feed_state").fetchone()[0] == 2
+        answers = device.sync()
+    finally:
+        replacement.close()
+    assert ids(answers, "todos", "created") == {lost}
+
+
+def test_new_claims_re_diff_and_held_rows_leave_in_bounded_pages(api, admin, feed):
+    alice, bob = new_user(), new_user()
+    shared = make_list(admin, alice)
+    admin.execute("insert into public.list_members (list_id, user_id) values (%s, %s)", (shared, bob))
+    items = {make_todo(admin, shared, f"t{i}") for i in range(8)}
+    drain(feed)
+    phone = SyncClient(api, bob)
+    phone.sync(limit=3)
+    assert phone.ids("todos") == items
+    admin.execute("delete from public.list_members where user_id = %s", (bob,))
+    drain(feed)
+    answers = phone.sync(limit=3)
+    assert all(sum(len(v) for c in a["changes"].values() for v in c.values()) <= 3 for a in answers)
+    assert sorted(received(answers, "todos", "deleted")) == sorted(items)
+    # a token with other claims (say, a new app_metadata) may change what policies allow: exact re-diff
+    phone.token = api.user_token(bob, app_metadata={"plan": "pro"})
+    phone.http.headers["Authorization"] = f"Bearer {phone.token}"
+    answers = phone.sync()
+    assert all(not v for a in answers for c in a["changes"].values() for v in c.values())
