@@ -252,6 +252,7 @@ class SchemaHolder:
         self.listeners: list[Callable[[SchemaCache], None]] = []
         self._conn: Any = None
         self._reloading: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
         self._pending = False
 
     async def reload(self, pool: Any) -> SchemaCache:
@@ -263,7 +264,11 @@ class SchemaHolder:
         return cache
 
     async def listen(self, pool: Any, connect: Callable[[], Any]) -> None:
-        """Hold a dedicated connection LISTENing to `RELOAD_CHANNEL`; reload once per burst of DDL."""
+        """Hold a dedicated connection LISTENing to `RELOAD_CHANNEL`; reload once per burst of DDL.
+
+        If that connection is lost (Postgres restarted), it is reopened with backoff and the cache reloaded,
+        since DDL may have run meanwhile.
+        """
         self._conn = await connect()
 
         def on_notify(*_args: Any) -> None:
@@ -272,9 +277,26 @@ class SchemaHolder:
                 return
             self._reloading = asyncio.get_running_loop().create_task(self._reload_loop(pool))
 
+        def on_lost(*_args: Any) -> None:
+            if self._conn is not None:  # not closed on purpose
+                self._reconnecting = asyncio.get_running_loop().create_task(self._relisten(pool, connect))
+
         await self._conn.add_listener(RELOAD_CHANNEL, on_notify)
+        self._conn.add_termination_listener(on_lost)
         # A DDL that committed between the first load and LISTEN would be missed: load once more.
         await self.reload(pool)
+
+    async def _relisten(self, pool: Any, connect: Callable[[], Any]) -> None:
+        delay = 0.1
+        while self._conn is not None:
+            try:
+                await self.listen(pool, connect)
+                log.info("schema cache listener reconnected")
+                return
+            except Exception as error:  # Postgres still down: keep serving the cache we have
+                log.warning("schema cache listener cannot reconnect yet: %s", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _reload_loop(self, pool: Any) -> None:
         while True:
@@ -287,8 +309,9 @@ class SchemaHolder:
                 return
 
     async def close(self) -> None:
-        if self._reloading is not None:
-            self._reloading.cancel()
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        for task in (self._reloading, self._reconnecting):
+            if task is not None:
+                task.cancel()
+        if conn is not None:
+            await conn.close()

@@ -160,3 +160,36 @@ def test_cors_preflight(api):
     assert "Content-Range" in actual.headers["access-control-expose-headers"]
     # The anon key as bearer (what supabase clients send before login) is still anonymous: 401, not 403.
     assert actual.status_code == 401 and actual.json()["code"] == "42501"
+
+
+def test_server_timing_reports_each_stage(api, alice_headers, world):
+    response = httpx.get(f"{api.url}/rest/v1/lists?select=title", headers=alice_headers)
+    stages = [part.split(";")[0].strip() for part in response.headers["server-timing"].split(",")]
+    assert stages == ["parse", "plan", "query", "db"]
+
+
+def test_connections_killed_under_the_pool_are_replaced(api, alice_headers, world, admin):
+    assert httpx.get(f"{api.url}/rest/v1/lists?select=title", headers=alice_headers).status_code == 200
+    killed = admin.execute("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                           "where application_name = 'tuskbase-rest'").fetchone()[0]
+    assert killed >= 1
+    # A dead connection answers 503 (PGRST001) at most once; the pool then opens new ones.
+    answers = [httpx.get(f"{api.url}/rest/v1/lists?select=title", headers=alice_headers) for _ in range(6)]
+    assert {a.status_code for a in answers} <= {200, 503}
+    assert all(a.json()["code"] == "PGRST001" for a in answers if a.status_code == 503)
+    assert answers[-1].status_code == 200
+
+
+def test_schema_listener_reconnects_after_losing_its_connection(api, alice_headers, world, admin):
+    killed = admin.execute("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                           "where query like 'LISTEN %tuskbase_schema%' and pid <> pg_backend_pid() "
+                           "and datname = current_database()").fetchone()[0]
+    assert killed == 1
+    time.sleep(0.5)
+    admin.execute("create table public.after_restart (id int primary key)")
+    admin.execute("grant select on public.after_restart to authenticated")
+    deadline = time.monotonic() + 10
+    while (response := httpx.get(f"{api.url}/rest/v1/after_restart", headers=alice_headers)).status_code != 200:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.1)
+    assert response.json() == []

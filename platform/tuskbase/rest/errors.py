@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+DB_CONNECTION = "PGRST001"  # 503: the database cannot be reached
 # Grammar and request errors (status 400 unless noted).
 PARSE_ERROR = "PGRST100"  # query string does not follow the grammar
 INVALID_RPC_METHOD = "PGRST101"  # only GET / HEAD / POST on /rpc
@@ -69,6 +70,12 @@ def no_column(table: str, column: str) -> ApiError:
 
 def no_payload_column(table: str, column: str) -> ApiError:
     return ApiError(400, NO_COLUMN, f"Could not find the '{column}' column of '{table}' in the schema cache")
+
+
+def unavailable(error: BaseException) -> ApiError:
+    """The database cannot be reached or the connection broke (PostgREST's PGRST001, 503)."""
+    return ApiError(503, DB_CONNECTION, "Database client error. Retrying the connection.",
+                    f"{type(error).__name__}: {error}"[:300])
 
 
 def status_of_sqlstate(code: str, authenticated: bool) -> int:

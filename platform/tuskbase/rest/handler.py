@@ -239,6 +239,7 @@ class RestService:
     async def run_read(self, compiled: Compiled, claims: dict[str, Any], claims_json: str,
                        authenticated: bool, conn: Any = None) -> Answer:
         statement = compiled.statement
+        started = time.perf_counter()
         try:
             if conn is not None:  # a sub-request of a batch, inside the batch's transaction
                 body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
@@ -252,9 +253,14 @@ class RestService:
                     body, rows, total = await self._planned(conn, compiled)
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
-        except (asyncpg.InterfaceError, ValueError, TypeError) as error:
+        except (asyncpg.DataError, ValueError, TypeError) as error:
             raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
-        return self.read_answer(compiled, body, rows, total)
+        except (asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            raise errors.unavailable(error) from None
+        answer = self.read_answer(compiled, body, rows, total)
+        answer.headers.append((b"server-timing", compiled.timing
+                               + f", db;dur={(time.perf_counter() - started) * 1000:.2f}".encode()))
+        return answer
 
     @staticmethod
     async def _planned(conn: Any, compiled: Compiled) -> tuple[str, int, int | None]:
@@ -295,8 +301,6 @@ class RestService:
         headers.append((b"content-range", respond.content_range(offset, rows, total)))
         if compiled.applied:
             headers.append((b"preference-applied", compiled.applied))
-        if compiled.timing:
-            headers.append((b"server-timing", compiled.timing))
         return Answer(status, payload, headers, cacheable=True)
 
     # --- writes --------------------------------------------------------------------------------------------
@@ -380,8 +384,10 @@ class RestService:
             text, rows_changed = done.args
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
-        except (asyncpg.InterfaceError, ValueError, TypeError) as error:
+        except (asyncpg.DataError, ValueError, TypeError) as error:
             raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
+        except (asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            raise errors.unavailable(error) from None
         out: list[tuple[bytes, bytes]] = [(b"content-type", JSON)]
         total = rows_changed if prefer.count else None
         if method == "POST":

@@ -35,8 +35,11 @@ class FastPool:
         return _Acquired(self)
 
     async def _get(self) -> asyncpg.Connection:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._count -= 1  # the server closed it while idle (restart, pg_terminate_backend)
         if self._closed:
             raise asyncpg.InterfaceError("the REST pool is closed")
         if self._count < self._size:
