@@ -83,6 +83,11 @@ class Settings:
         "Character classes a password must contain, comma-separated among lower, upper, digits, symbols.",
         default="",
     )
+    auth_secure_password_change: bool = _doc(
+        "Changing the password from a session older than 24 h needs the current password or a mailed code "
+        "(GET /auth/v1/reauthenticate).",
+        default=False,
+    )
     auth_refresh_reuse_interval: int = _doc(
         "Seconds a rotated refresh token may still be used (concurrent refreshes); later reuse revokes the "
         "whole session.",

@@ -196,3 +196,30 @@ def test_invite(admin_api, client, smtp, api, auth_url):
     assert client.sign_in_with_password({"email": "bob@example.com", "password": PASSWORD}).session
     refused = httpx.post(f"{auth_url}/invite", json={"email": "eve@example.com"}, headers=api.headers())
     assert refused.status_code == 403 and refused.json()["error_code"] == "not_admin"
+
+
+@pytest.mark.auth_settings(auth_secure_password_change=True)
+def test_password_change_from_an_old_session_needs_reauthentication(client, smtp, admin):
+    mailbox, _port = smtp
+    client.sign_up({"email": ADA, "password": PASSWORD})
+    client.update_user({"password": "changed-while-fresh-1"})  # a session younger than a day may
+    admin.execute("update auth.sessions set created_at = now() - interval '2 days'")
+    with pytest.raises(AuthApiError) as needed:
+        client.update_user({"password": "a-stolen-phone-pw-2"})
+    assert needed.value.code == "reauthentication_needed"
+    with pytest.raises(AuthApiError) as wrong_current:
+        client.update_user({"password": "a-stolen-phone-pw-2", "current_password": "guess-guess-1"})
+    assert wrong_current.value.code == "invalid_credentials"
+    client.update_user({"password": "second-change-ok-3", "current_password": "changed-while-fresh-1"})
+
+    client.reauthenticate()
+    assert mailbox.wait_for(ADA)["Subject"] == "Confirm it is you"
+    code = mailbox.code(ADA)
+    with pytest.raises(AuthApiError) as bad_nonce:
+        client.update_user({"password": "third-change-ok-4", "nonce": "000000" if code != "000000" else "111111"})
+    assert bad_nonce.value.code == "reauthentication_not_valid"
+    client.update_user({"password": "third-change-ok-4", "nonce": code})
+    with pytest.raises(AuthApiError):  # the code worked once
+        client.update_user({"password": "fourth-change-no-5", "nonce": code})
+    client.sign_out()
+    assert client.sign_in_with_password({"email": ADA, "password": "third-change-ok-4"}).session

@@ -26,6 +26,11 @@ values ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
 on conflict (user_id, token_type) do update set token_hash = excluded.token_hash, relates_to = excluded.relates_to,
   flow_state_id = excluded.flow_state_id, created_at = now(), expires_at = excluded.expires_at
 """
+TAKE_REAUTHENTICATION = """
+delete from auth.one_time_tokens
+where user_id = $1 and token_type = 'reauthentication' and token_hash = $2 and expires_at > now()
+returning id
+"""
 TAKE_TOKEN = """
 delete from auth.one_time_tokens
 where token_hash = $1 and token_type = any($2::text[])
@@ -63,13 +68,14 @@ VERIFY_TYPES = {
     "email_change": (["email_change"], "email_change"),
 }
 LINK_TYPE = {"confirmation": "signup", "magiclink": "magiclink", "recovery": "recovery",
-             "email_change": "email_change", "invite": "invite"}
+             "email_change": "email_change", "invite": "invite", "reauthentication": "reauthentication"}
 SUBJECTS = {
     "confirmation": "Confirm your signup",
     "magiclink": "Your sign-in code",
     "recovery": "Reset your password",
     "email_change": "Confirm your new email address",
     "invite": "You have been invited",
+    "reauthentication": "Confirm it is you",
 }
 
 
@@ -95,12 +101,16 @@ async def issue(conn: asyncpg.Connection, ctx: Context, user_id: uuid.UUID, toke
     code = "".join(secrets.choice("0123456789") for _ in range(ctx.settings.auth_otp_length))
     hashed = token_hash(email, code)
     await conn.execute(UPSERT_TOKEN, user_id, token_type, hashed, email, flow_id, ctx.settings.auth_otp_exp)
-    await conn.execute(MARK_SENT[token_type], user_id)
+    if token_type in MARK_SENT:
+        await conn.execute(MARK_SENT[token_type], user_id)
     link = f"{ctx.settings.api_url}/auth/v1/verify?" + urlencode(
         {"token": hashed, "type": LINK_TYPE[token_type], "redirect_to": redirect_to})
     minutes = max(1, ctx.settings.auth_otp_exp // 60)
-    body = (f"{SUBJECTS[token_type]}\n\nYour code: {code}\n\nOr follow this link: {link}\n\n"
-            f"The code and the link work once and expire in {minutes} minutes.\n")
+    if token_type == "reauthentication":  # a code to type in the app, no link
+        body = f"{SUBJECTS[token_type]}\n\nYour code: {code}\n\nIt works once and expires in {minutes} minutes.\n"
+    else:
+        body = (f"{SUBJECTS[token_type]}\n\nYour code: {code}\n\nOr follow this link: {link}\n\n"
+                f"The code and the link work once and expire in {minutes} minutes.\n")
     return Outgoing(email, SUBJECTS[token_type], body, code, hashed, link)
 
 

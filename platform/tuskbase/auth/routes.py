@@ -120,6 +120,13 @@ async def update_user_route(request: Request) -> Response[bytes]:
     return respond(await user_flow.update(ctx, claims, body, request.query_params.get("redirect_to")))
 
 
+@get("/reauthenticate")
+async def reauthenticate_route(request: Request) -> Response[bytes]:
+    ctx = of(request)
+    await user_flow.reauthenticate(ctx, _bearer(request, ctx))
+    return respond({})
+
+
 @get("/sessions")
 async def list_sessions_route(request: Request) -> Response[bytes]:
     ctx = of(request)
@@ -381,6 +388,7 @@ ROUTES: list[Any] = [
             admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
             enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
             admin_list_factors, admin_delete_factor, link_identity_route, unlink_identity_route,
+            reauthenticate_route,
         ],
         exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
                             Exception: _unexpected},

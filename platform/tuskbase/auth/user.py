@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, otp, passwords, redirects, sessions, store, users
+from tuskbase.auth import errors, otp, passwords, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 
@@ -21,6 +21,8 @@ where id = $1
 SET_EMAIL_CHANGE = "update auth.users set email_change = $2, updated_at = now() where id = $1"
 HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
 SCOPES = ("global", "local", "others")
+RECENT_SIGN_IN = 24 * 3600  # a session this young may change the password without reauthenticating
+SESSION_AGE = "select extract(epoch from now() - created_at) from auth.sessions where id = $1"
 COUNT_IDENTITIES = """
 select count(*), count(*) filter (where id = $2) as mine from auth.identities where user_id = $1
 """
@@ -77,6 +79,7 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
         if data is not None:
             await conn.execute(UPDATE_USER_META, user_id, dump_json(merge_metadata(load_json(user["user_meta"]), data)))
         if new_hash is not None:
+            await _may_change_password(conn, settings, claims, user, body)
             if user["encrypted_password"] and await passwords.verify_password(user["encrypted_password"], password):
                 raise errors.AuthError(422, errors.SAME_PASSWORD,
                                        "New password should be different from the old password.")
@@ -99,6 +102,39 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
         answer = users.to_json(await users.by_id(conn, user_id))
     await otp.send(ctx, outgoing)
     return answer
+
+
+async def _may_change_password(conn: asyncpg.Connection, settings: Any, claims: dict[str, Any],
+                               user: asyncpg.Record, body: dict[str, Any]) -> None:
+    """The current password, when given, must match; with secure password change on, a session older than a
+    day must also prove it is the user (current password or the code from GET /reauthenticate)."""
+    current_password, nonce = string(body, "current_password"), string(body, "nonce")
+    if current_password is not None:
+        if not await passwords.verify_password(user["encrypted_password"], current_password):
+            raise errors.AuthError(400, errors.INVALID_CREDENTIALS, "Current password is incorrect")
+        return
+    if nonce is not None:
+        hashed = otp.token_hash(user["email"] or "", nonce.strip())
+        if await conn.fetchval(otp.TAKE_REAUTHENTICATION, user["id"], hashed) is None:
+            raise errors.AuthError(400, "reauthentication_not_valid", "Verification code not found or expired")
+        return
+    if not settings.auth_secure_password_change or not user["encrypted_password"]:
+        return
+    session_id = claims.get("session_id")
+    age = await conn.fetchval(SESSION_AGE, uuid.UUID(session_id)) if session_id else None
+    if age is None or age > RECENT_SIGN_IN:
+        raise errors.AuthError(400, "reauthentication_needed", "Password update requires reauthentication")
+
+
+async def reauthenticate(ctx: Context, claims: dict[str, Any]) -> None:
+    """GET /reauthenticate: mail a code that authorises a password change from this session."""
+    await ratelimit.hit(ctx.pool, ctx.settings, "reauthenticate", ctx.ip, str(claims["sub"]))
+    async with store.transaction(ctx.pool) as conn:
+        user = await current(conn, claims)
+        if not user["email"]:
+            raise errors.AuthError(422, "reauth_nonce_missing", "Reauthentication needs an email address")
+        outgoing = await otp.issue(conn, ctx, user["id"], "reauthentication", user["email"], "")
+    await otp.send(ctx, outgoing)
 
 
 async def _ensure_email_identity(conn: asyncpg.Connection, user_id: uuid.UUID, email: str) -> None:
