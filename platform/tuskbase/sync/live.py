@@ -56,12 +56,19 @@ from sync.changes c join sync.tables t on t.id = c.tbl
 where c.seq > $1 and c.seq <= $2
 group by t.relid, t.served
 """
-# Users (among those given) with a client that holds one of the batch's changed rows.
+# Users (among those given) with a client that holds one of the batch's changed rows: client by client, one
+# primary-key probe of sync.client_rows per changed key, stopping at the first held one (LATERAL ... LIMIT 1
+# keeps the planner from hashing the whole view record).
 HOLDERS = """
+with k as materialized (
+  select distinct tbl, key from sync.changes where seq > $1 and seq <= $2 and key is not null
+)
 select distinct cl.user_key
-from (select distinct tbl, key from sync.changes where seq > $1 and seq <= $2 and key is not null) k
-join sync.client_rows r on r.tbl = k.tbl and r.key = k.key and r.version is not null
-join sync.clients cl on cl.client_id = r.client_id
+from sync.clients cl,
+     lateral (select from k, lateral (select from sync.client_rows r
+                                      where r.client_id = cl.client_id and r.tbl = k.tbl and r.key = k.key
+                                        and r.version is not null limit 1) held
+              limit 1) hit
 where cl.user_key = any($3::text[])
 """
 AUDIENCE = "select sync.live_audience($1, $2::text[], $3::oid[]::regclass[], $4::jsonb[])"
@@ -73,6 +80,10 @@ CHECK_CHUNK = 250
 
 class LimitReached(Exception):
     """Too many live connections, in total or for this user."""
+
+
+class NotReady(Exception):
+    """The hub is not listening yet (the database is unreachable or not migrated)."""
 
 
 def user_key(claims: dict[str, Any]) -> str:
@@ -107,7 +118,8 @@ class Batch:
     everyone: bool
     tables: list[int]  # relids of served tables with inserted or updated keys to check under RLS
     keys: list[str]  # per table: JSON array of key objects
-    count: int = 0  # keys to check, all tables together
+    count: int = 0  # inserted or updated keys to check under RLS, all tables together
+    changed: int = 0  # changed keys of any kind (what the client view records are probed for)
 
 
 class LiveHub:
@@ -201,7 +213,7 @@ class LiveHub:
     def subscribe(self, claims: dict[str, Any], claims_json: str, seq: int | None) -> Subscriber:
         """Register a connection; `seq` is the feed position the client last saw (None: the current one)."""
         if not self.started:
-            raise LimitReached("the live channel is starting; retry in a moment")
+            raise NotReady("the live channel is starting; retry in a moment")
         key = user_key(claims)
         current = self.users.get(key, set())
         if self.count >= self.settings.sync_live_max_connections:
@@ -305,7 +317,7 @@ class LiveHub:
             if seq_from < pruned:
                 return set(subscribers)
             batch = await self._summary(conn, seq_from, seq_to)
-            if batch.everyone:
+            if batch.everyone or batch.changed * len(by_user) > self.settings.sync_live_check_max:
                 return set(subscribers)
             holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(by_user))}
         seeing = set(holders)
@@ -335,15 +347,16 @@ class LiveHub:
     async def _summary(self, conn: asyncpg.Connection, seq_from: int, seq_to: int) -> Batch:
         tables: list[int] = []
         keys: list[str] = []
-        count = 0
+        count = changed_total = 0
         for relid, served, truncated, changed, upserted in await conn.fetch(
                 BATCH_SUMMARY, seq_from, seq_to, self.settings.sync_live_check_max):
             if truncated or not served:
                 return Batch(True, [], [])
+            changed_total += changed
             if upserted is None:
                 return Batch(True, [], [])
             if upserted != "[]":
                 tables.append(relid)
                 keys.append(upserted)
                 count += changed
-        return Batch(False, tables, keys, count)
+        return Batch(False, tables, keys, count, changed_total)

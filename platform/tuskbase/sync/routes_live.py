@@ -11,7 +11,8 @@ Client -> server: `{"type": "ping"}`, `{"type": "token", "token": "<new access t
 connection past the old token's expiry).
 
 Close codes: 4001 invalid or expired token, 4003 new token of another user, 4029 connection limit reached
-(`sync_live_max_connections`, `sync_live_max_per_user`), 4400 bad parameter, 1001 server shutting down.
+(`sync_live_max_connections`, `sync_live_max_per_user`), 4400 bad parameter, 1001 server shutting down, 1013 the
+channel is not listening yet (retry).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from litestar import Litestar, WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from tuskbase import db
-from tuskbase.sync.live import LimitReached, LiveHub, Subscriber
+from tuskbase.sync.live import LimitReached, LiveHub, NotReady, Subscriber
 from tuskbase.tokens import TokenError
 
 CLOSE_TOKEN = 4001
@@ -35,6 +36,7 @@ CLOSE_OTHER_USER = 4003
 CLOSE_LIMIT = 4029
 CLOSE_BAD_REQUEST = 4400
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN = 1013
 
 
 async def start_live(app: Litestar) -> None:
@@ -87,6 +89,9 @@ async def live_socket(socket: WebSocket) -> None:
         subscriber = hub.subscribe(claims, claims_json, None if raw_seq is None else int(raw_seq))
     except LimitReached as error:
         await _refuse(socket, CLOSE_LIMIT, "too_many_connections", str(error))
+        return
+    except NotReady as error:
+        await _refuse(socket, CLOSE_TRY_AGAIN, "not_ready", str(error))
         return
     lock = asyncio.Lock()
 
