@@ -172,6 +172,8 @@ def test_the_chart_release_migrates_serves_its_probes_and_keeps_one_feed_leader(
         return row[0] if row else None
 
     feed_env = localize(environments["feed"], empty_database, tmp_path / "feed")
+    # The worker runs beside the feeds: it must boot with its settings and stop cleanly on SIGTERM.
+    worker = tuskbase("worker", env=localize(environments["worker"], empty_database, tmp_path / "worker"))
     leader = tuskbase("feed", env=feed_env)
     standby = None
     try:
@@ -183,7 +185,10 @@ def test_the_chart_release_migrates_serves_its_probes_and_keeps_one_feed_leader(
         assert lock_holder() == first, "the standby took the lock while the leader was alive"
         assert stop(leader) == 0, output(leader)
         wait_until(lambda: lock_holder() not in (None, first), "taken over by the standby", standby, within=20)
+        assert worker.poll() is None, output(worker)
+        assert stop(worker) == 0, output(worker)
     finally:
         stop(leader)
+        stop(worker)
         if standby is not None:
             stop(standby)
