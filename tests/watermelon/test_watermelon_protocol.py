@@ -92,6 +92,7 @@ def test_a_timestamp_of_another_user_is_refused(world):
     ({"todos": {"created": [{"id": "not-a-uuid", "list_id": "L", "title": "t"}]}}, "SYNC124"),
     ({"todos": {"updated": [{"id": "L", "created_at": "yesterday"}]}}, "SYNC124"),
     ({"todos": {"deleted": [42]}}, "SYNC124"),
+    ({"todos": {"deleted": ["not-a-uuid"]}}, "SYNC127"),
     ({"todos": {"created": [], "upserted": []}}, "SYNC124"),
 ])
 def test_unknown_tables_columns_and_malformed_records_are_refused(world, changes, code):
