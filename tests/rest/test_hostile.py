@@ -99,3 +99,40 @@ def test_hostile_requests_never_500_nor_break_policies(api, world, admin):
     assert admin.execute(PROTECTED, {"bob": BOB}).fetchall() == protected_before
     assert admin.execute("select to_regclass('public.todos') is not null and "
                          "to_regclass('public.lists') is not null").fetchone()[0]
+
+
+def test_well_formed_writes_by_another_user_never_touch_protected_rows(api, world, admin):
+    """Bob sends plausible writes aimed at Alice's rows (real ids, upserts, filters): policies must hold."""
+    protected_before = admin.execute(PROTECTED, {"bob": BOB}).fetchall()
+    alice_ids = [world.alice_list, world.shared_list, *world.alice_todos]
+    ids = st.sampled_from([*alice_ids, world.bob_list, *world.bob_todos])
+    todo_body = st.fixed_dictionaries({}, optional={
+        "id": ids, "list_id": ids, "title": st.sampled_from(["pwned", "x", ""]), "done": st.booleans(),
+        "position": st.integers(-5, 5), "created_by": st.sampled_from([str(BOB), None])})
+    list_body = st.fixed_dictionaries({}, optional={
+        "id": ids, "owner_id": st.sampled_from([str(BOB), world.alice_list]), "title": st.sampled_from(["pwned"])})
+    member_body = st.fixed_dictionaries({"list_id": ids, "user_id": st.sampled_from([str(BOB)])},
+                                        optional={"role": st.sampled_from(["editor", "viewer"])})
+    write = st.one_of(
+        st.tuples(st.just("todos"), todo_body), st.tuples(st.just("lists"), list_body),
+        st.tuples(st.just("list_members"), member_body))
+    filters = st.lists(st.tuples(st.sampled_from(["id", "list_id"]), ids.map(lambda v: f"eq.{v}")), max_size=2)
+    token = api.user_token(BOB)
+
+    with httpx.Client(base_url=f"{api.url}/rest/v1", timeout=10) as http:
+        @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(write, st.sampled_from(["POST", "PATCH", "DELETE"]), filters,
+               st.sampled_from(["", "resolution=merge-duplicates", "resolution=ignore-duplicates",
+                                "return=representation", "missing=default,return=representation"]),
+               st.booleans())
+        def run(target, method, where, prefer, bulk):
+            table, body = target
+            payload = [body, body] if bulk and method == "POST" else body
+            headers = {**api.headers(token), "Prefer": prefer, "Content-Type": "application/json"}
+            response = http.request(method, f"/{table}", params=where, headers=headers,
+                                    content=json.dumps(payload) if method != "DELETE" else None)
+            assert response.status_code < 500, (method, table, payload, response.text)
+
+        run()
+
+    assert admin.execute(PROTECTED, {"bob": BOB}).fetchall() == protected_before
