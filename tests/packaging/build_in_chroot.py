@@ -153,6 +153,7 @@ def main(rootfs: Path) -> int:
     runroot.mkdir(exist_ok=True)
     uid, gid = user.split(":")
     server = None
+    folder = Path(tempfile.mkdtemp(prefix="tuskbase-chroot-pg-"))
     started_processes: list[subprocess.Popen[str]] = []
     try:
         mounts.mount("--bind", str(rootfs), at=runroot)
@@ -166,7 +167,6 @@ def main(rootfs: Path) -> int:
             raise SystemExit("the run root is writable: the read-only check would prove nothing")
         say(f"running from {runroot}: read-only root, writable /tmp and {env['TUSKBASE_DATA_DIR']}")
 
-        folder = Path(tempfile.mkdtemp(prefix="tuskbase-chroot-pg-"))
         os.chmod(folder, 0o755)
         server = EmbeddedPostgres(folder, 55432)
         server.start(log=say)
@@ -216,6 +216,7 @@ def main(rootfs: Path) -> int:
                     process.kill()
         if server is not None:
             server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
         mounts.undo()
 
 
