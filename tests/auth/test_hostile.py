@@ -55,6 +55,7 @@ def hostile_tokens(api, claims):
     }
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # forging HS384/HS512 on purpose
 def test_hostile_tokens_are_refused_everywhere(api, auth_url, genuine):
     session, claims = genuine
     cache = ClaimsCache(api.signer)
@@ -72,6 +73,7 @@ def test_hostile_tokens_are_refused_everywhere(api, auth_url, genuine):
 
 
 @pytest.mark.auth_settings(jwt_algorithm="ES256")
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_es256_tokens_jwks_and_key_confusion(client, api, auth_url):
     session = client.sign_up({"email": "ada@example.com", "password": PASSWORD}).session
     header = jwt.get_unverified_header(session.access_token)
