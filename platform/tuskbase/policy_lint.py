@@ -1,7 +1,8 @@
 """`tuskbase policies lint`: static checks of the policy files (and the migrations they protect), with pglast.
 
 Rules (each message is `file:line: rule: text`, and any finding makes the exit status 1):
-- `other-table`      a statement in `<schema>.<table>.sql` touches another table, or is not an RLS statement
+- `other-table`      a statement in `<schema>.<table>.sql` touches another table (`apply` refuses the file)
+- `not-policy`       a statement that is not ENABLE RLS / CREATE POLICY / GRANT / COMMENT (belongs in a migration)
 - `no-rls`           a table created in an exposed schema never gets ENABLE ROW LEVEL SECURITY
 - `anon-write-true`  a permissive INSERT/UPDATE/DELETE/ALL policy for anon (or PUBLIC) with USING/WITH CHECK (true)
 - `update-no-check`  an UPDATE policy without WITH CHECK (a row could be moved out of the user's reach)
@@ -75,21 +76,53 @@ def _name(relation: Any, default_schema: str) -> tuple[str, str]:
     return (relation.schemaname or default_schema, relation.relname)
 
 
-def _targets(node: Any, default_schema: str) -> list[tuple[str, str]] | None:
-    """Tables an RLS-file statement touches; None when the statement kind does not belong in a policy file."""
+def _targets(node: Any, default_schema: str) -> tuple[list[tuple[str, str]], bool]:
+    """(tables the statement names, whether its kind belongs in a policy file).
+
+    Policy statements: ENABLE/FORCE ROW LEVEL SECURITY, CREATE/ALTER POLICY, GRANT/REVOKE (on the table, or on
+    its sequences, functions or schema) and COMMENT. Anything else is reported (`not-policy`) but its tables are
+    still checked against the file's.
+    """
     if isinstance(node, ast.AlterTableStmt):
-        if all(getattr(c, "subtype", None) in RLS_SUBTYPES for c in node.cmds or ()):
-            return [_name(node.relation, default_schema)]
-        return None
+        rls_only = all(getattr(c, "subtype", None) in RLS_SUBTYPES for c in node.cmds or ())
+        return [_name(node.relation, default_schema)], rls_only
     if isinstance(node, ast.CreatePolicyStmt | ast.AlterPolicyStmt):
-        return [_name(node.table, default_schema)]
-    if isinstance(node, ast.GrantStmt) and node.objtype == ObjectType.OBJECT_TABLE:
-        return [_name(o, default_schema) for o in node.objects or ()]
-    if isinstance(node, ast.CommentStmt) and node.objtype == ObjectType.OBJECT_POLICY:
-        parts = [s.sval for s in node.object]
-        table = parts[:-1]
-        return [(table[0], table[1]) if len(table) == 2 else (default_schema, table[-1])]
-    return None
+        return [_name(node.table, default_schema)], True
+    if isinstance(node, ast.GrantStmt):
+        if node.objtype == ObjectType.OBJECT_TABLE:
+            return [_name(o, default_schema) for o in node.objects or ()], True
+        return [], True
+    if isinstance(node, ast.CommentStmt):
+        if node.objtype == ObjectType.OBJECT_POLICY:
+            parts = [s.sval for s in node.object]
+            table = parts[:-1]
+            return [(table[0], table[1]) if len(table) == 2 else (default_schema, table[-1])], True
+        if node.objtype == ObjectType.OBJECT_TABLE:
+            parts = [s.sval for s in node.object]
+            return [(parts[0], parts[1]) if len(parts) == 2 else (default_schema, parts[-1])], True
+        return [], True
+    if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
+        found = []
+        for obj in node.objects or ():
+            parts = [s.sval for s in obj]
+            found.append((parts[0], parts[1]) if len(parts) == 2 else (default_schema, parts[-1]))
+        return found, False
+    return [_name(r, default_schema) for r in _range_vars(node)], False
+
+
+def _range_vars(node: Any) -> list[Any]:
+    """Every table reference (RangeVar) inside a statement."""
+    found: list[Any] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ast.RangeVar):
+            found.append(current)
+        elif isinstance(current, ast.Node):
+            stack.extend(value for value in (getattr(current, name) for name in current) if value is not None)
+        elif isinstance(current, tuple | list):
+            stack.extend(current)
+    return found
 
 
 def _is_true(expr: Any) -> bool:
@@ -106,16 +139,15 @@ def _roles(node: Any) -> set[str]:
 def check_policy_statement(st: Statement, table: tuple[str, str]) -> list[Finding]:
     findings = []
     where = str(st.path)
-    targets = _targets(st.node, table[0])
-    if targets is None:
-        findings.append(Finding(where, st.line, "other-table",
+    targets, belongs = _targets(st.node, table[0])
+    if not belongs:
+        findings.append(Finding(where, st.line, "not-policy",
                                 f"{type(st.node).__name__} does not belong in a policy file (only ENABLE ROW LEVEL "
-                                "SECURITY, CREATE POLICY, GRANT and COMMENT ON POLICY)"))
-    else:
-        for target in targets:
-            if target != table:
-                findings.append(Finding(where, st.line, "other-table",
-                                        f"touches {target[0]}.{target[1]}, but this file is for {table[0]}.{table[1]}"))
+                                "SECURITY, CREATE POLICY, GRANT / REVOKE and COMMENT): put it in a migration"))
+    for target in sorted(set(targets)):
+        if target != table:
+            findings.append(Finding(where, st.line, "other-table",
+                                    f"touches {target[0]}.{target[1]}, but this file is for {table[0]}.{table[1]}"))
     findings.extend(check_policy(st))
     return findings
 

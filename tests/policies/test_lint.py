@@ -17,8 +17,13 @@ CASES = [
      "  to authenticated using (true);\n", 3),
     ("other-table", "public.todos.sql",
      "alter table public.todos enable row level security;\ngrant select on public.todos, public.lists to anon;\n", 2),
-    ("other-table", "public.todos.sql",
+    ("not-policy", "public.todos.sql",
      "alter table public.todos enable row level security;\n-- comment\ndrop table public.todos;\n", 3),
+    ("other-table", "public.todos.sql",
+     "alter table public.todos enable row level security;\n"
+     "create policy p on public.todos for select to authenticated\n"
+     "  using (exists (select 1 from public.lists l where l.id = list_id));\n"  # reading another table is fine
+     "comment on table public.lists is 'x';\n", 4),
     ("anon-write-true", "public.todos.sql",
      "alter table public.todos enable row level security;\n"
      "create policy open on public.todos for insert to anon with check (true);\n", 2),
@@ -57,6 +62,8 @@ def test_safe_patterns_pass(tmp_path):
     policy.write_text(
         "alter table public.u enable row level security;\n"
         "grant select, update on public.u to authenticated;\n"
+        "grant usage, select on sequence public.u_id_seq to authenticated;\n"
+        "comment on table public.u is 'u';\n"
         "create policy r on public.u for select to anon using (true);\n"  # reading everything is a choice
         "create policy w on public.u for update to authenticated using (true) with check (id > 0);\n")
     assert lint([policy], [migration], ["public"]) == []
@@ -75,3 +82,13 @@ def test_the_command_exits_non_zero_with_findings(tmp_path, capsys, monkeypatch)
     assert cli.main(["policies", "lint", str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"{bad}:1: update-no-check:" in out
+
+
+def test_other_statements_are_reported_with_the_tables_they_touch(tmp_path):
+    path = tmp_path / "public.todos.sql"
+    path.write_text("alter table public.todos enable row level security;\n"
+                    "create view public.v as select * from public.lists;\n")
+    found = {(f.rule, f.line, f.message.split(",")[0]) for f in lint([path], [], ["public"])}
+    assert ("not-policy", 2, "ViewStmt does not belong in a policy file (only ENABLE ROW LEVEL SECURITY") \
+        in found
+    assert ("other-table", 2, "touches public.lists") in found
