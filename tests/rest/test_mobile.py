@@ -184,7 +184,7 @@ def test_schema_listener_reconnects_after_losing_its_connection(api, alice_heade
     killed = admin.execute("select count(pg_terminate_backend(pid)) from pg_stat_activity "
                            "where query like 'LISTEN %tuskbase_schema%' and pid <> pg_backend_pid() "
                            "and datname = current_database()").fetchone()[0]
-    assert killed == 1
+    assert killed >= 1
     time.sleep(0.5)
     admin.execute("create table public.after_restart (id int primary key)")
     admin.execute("grant select on public.after_restart to authenticated")
