@@ -80,6 +80,16 @@ def admin_api(api: Any) -> Iterator[SyncGoTrueAdminAPI]:
         yield admin
 
 
+def auth_metric(api: Any, event: str) -> float:
+    """Current value of tuskbase_auth_events_total{event=...} as /metrics shows it."""
+    import httpx
+
+    text = httpx.get(f"{api.url}/metrics").text
+    found = re.search(r'^tuskbase_auth_events_total\{event="' + event + r'"\} ([0-9.e+]+)$', text, re.M)
+    assert found, f"no auth metric for {event}"
+    return float(found.group(1))
+
+
 # --- a real SMTP server -------------------------------------------------------------------------------
 
 

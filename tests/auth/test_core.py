@@ -10,7 +10,7 @@ import jwt
 import pytest
 from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
-from tests.auth.conftest import PASSWORD, make_client
+from tests.auth.conftest import PASSWORD, auth_metric, make_client
 
 
 def sign_up(client, address="ada@example.com", **options):
@@ -112,6 +112,7 @@ def test_refresh_rotates_and_a_quick_second_use_gets_the_current_token(client, a
 
 @pytest.mark.auth_settings(auth_refresh_reuse_interval=0)
 def test_reused_refresh_token_revokes_the_whole_session(client, api):
+    detected = auth_metric(api, "refresh_reuse_detected")
     first = sign_up(client).session
     second = client.refresh_session(first.refresh_token).session
     time.sleep(0.05)
@@ -125,6 +126,7 @@ def test_reused_refresh_token_revokes_the_whole_session(client, api):
     with pytest.raises(AuthApiError) as access:
         client.get_user(second.access_token)
     assert (access.value.status, access.value.code) == (403, "session_not_found")
+    assert auth_metric(api, "refresh_reuse_detected") == detected + 1
 
 
 def test_unknown_refresh_token(client):

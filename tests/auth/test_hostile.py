@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from supabase_auth.errors import AuthApiError
 
-from tests.auth.conftest import PASSWORD
+from tests.auth.conftest import PASSWORD, auth_metric
 from tuskbase.tokens import ClaimsCache, TokenError
 
 
@@ -108,6 +108,7 @@ def test_hs256_publishes_no_keys(auth_url):
 
 @pytest.mark.auth_settings(auth_rate_limit_per_identifier=3, auth_rate_limit_window=60)
 def test_password_guessing_stops_at_the_rate_limit(client, api, auth_url):
+    failed, limited_before = auth_metric(api, "sign_in_failed"), auth_metric(api, "rate_limited")
     client.sign_up({"email": "ada@example.com", "password": PASSWORD})
     for guess in range(3):
         with pytest.raises(AuthApiError) as wrong:
@@ -120,6 +121,8 @@ def test_password_guessing_stops_at_the_rate_limit(client, api, auth_url):
     with pytest.raises(AuthApiError) as limited:
         client.sign_in_with_password({"email": "ada@example.com", "password": PASSWORD})
     assert limited.value.status == 429
+    assert auth_metric(api, "sign_in_failed") == failed + 3
+    assert auth_metric(api, "rate_limited") == limited_before + 2
     # Other identities are not locked out by Ada's attacker.
     client.sign_up({"email": "bob@example.com", "password": PASSWORD})
     assert client.sign_in_with_password({"email": "bob@example.com", "password": PASSWORD}).session

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, mfa, passwords, sessions, store, users
+from tuskbase.auth import errors, metrics, mfa, passwords, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 from tuskbase.tokens import REQUEST_ROLES
@@ -172,6 +172,7 @@ async def revoke_session(ctx: Context, user_id: str, session_id: str) -> None:
         user = await _existing(conn, user_id)
         if not await sessions.revoke(conn, user["id"], target, "revoked_by_admin"):
             raise errors.AuthError(404, errors.SESSION_NOT_FOUND, "Session not found")
+    metrics.count("session_revoked")
 
 
 async def revoke_all_sessions(ctx: Context, user_id: str) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
-from tuskbase.auth import errors, store
+from tuskbase.auth import errors, metrics, store
 from tuskbase.config import Settings
 
 log = logging.getLogger("tuskbase.auth.mail")
@@ -38,6 +38,7 @@ def _send_smtp(settings: Settings, message: EmailMessage) -> None:
 
 
 async def send(settings: Settings, pool: asyncpg.Pool, recipient: str, subject: str, body: str) -> None:
+    metrics.count("mail_sent")
     if not settings.smtp_url:
         log.info("mail to %s: %s\n%s", recipient, subject, body)
         async with store.transaction(pool) as conn:

@@ -15,7 +15,7 @@ import asyncpg
 import pyotp
 import segno
 
-from tuskbase.auth import errors, ratelimit, sessions, store, users
+from tuskbase.auth import errors, metrics, ratelimit, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 from tuskbase.auth.user import current
@@ -122,8 +122,10 @@ async def verify(ctx: Context, claims: dict[str, Any], factor: str, body: dict[s
             raise errors.AuthError(422, "mfa_challenge_expired", "MFA challenge has expired or was used")
         step = _accepted_step(row["secret"], code.strip(), row["last_used_step"])
         if step is None:
+            metrics.count("mfa_failed")
             raise errors.AuthError(422, "mfa_verification_failed", "Invalid TOTP code entered")
         await conn.execute(ACCEPT_CODE, factor_id, step)
+        metrics.count("mfa_verified")
         session = await conn.fetchrow(SELECT_SESSION, session_id, user["id"])
         if session is None:
             raise errors.AuthError(403, errors.SESSION_NOT_FOUND, "Session from session_id claim in JWT does not exist")

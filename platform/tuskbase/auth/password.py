@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuskbase.auth import errors, passwords, ratelimit, sessions, store, users
+from tuskbase.auth import errors, metrics, passwords, ratelimit, sessions, store, users
 from tuskbase.auth.context import Context, string
 
 INVALID = errors.AuthError(400, errors.INVALID_CREDENTIALS, "Invalid login credentials")
@@ -24,6 +24,7 @@ async def sign_in(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     encoded = user["encrypted_password"] if user is not None else None
     # Always one argon2 verification, so the answer's timing does not tell which emails have accounts.
     if not await passwords.verify_password(encoded, password) or user is None:
+        metrics.count("sign_in_failed")
         raise INVALID
     if user["email_confirmed_at"] is None:
         raise errors.AuthError(400, errors.EMAIL_NOT_CONFIRMED, "Email not confirmed")

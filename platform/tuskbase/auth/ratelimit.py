@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tuskbase.auth import errors, store
+from tuskbase.auth import errors, metrics, store
 from tuskbase.config import Settings
 
 HIT = """
@@ -39,6 +39,7 @@ def _check(settings: Settings, rows: list[asyncpg.Record]) -> None:
         limit = (settings.auth_rate_limit_per_ip if row["bucket"].startswith("ip:")
                  else settings.auth_rate_limit_per_identifier)
         if row["hits"] > limit:
+            metrics.count("rate_limited")
             raise errors.AuthError(429, errors.OVER_REQUEST_RATE_LIMIT, "Request rate limit reached",
                                    headers={"Retry-After": str(row["retry_after"])})
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, users
+from tuskbase.auth import errors, metrics, users
 from tuskbase.auth.store import dump_json
 from tuskbase.config import Settings
 from tuskbase.tokens import REQUEST_ROLES, Signer
@@ -217,6 +217,7 @@ async def sign_in(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
     if users.is_banned(user):
         raise errors.AuthError(400, errors.USER_BANNED, "User is banned")
     session_id, raw = await create(conn, user["id"], method, device)
+    metrics.count("sign_in")
     user = await users.by_id(conn, user["id"])  # last_sign_in_at changed
     return await session_json(conn, settings, signer, user, session_id, raw, amr_entry(method))
 
@@ -252,6 +253,7 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
         if row["idle"] > settings.auth_refresh_reuse_interval:
             # A rotated token came back long after its rotation: the chain leaked. Stop the whole session.
             await conn.execute(REVOKE_SESSION_FAMILY, row["session_id"], "refresh_token_reuse")
+            metrics.count("refresh_reuse_detected")
             return RefreshOutcome(error=errors.AuthError(
                 400, errors.REFRESH_TOKEN_ALREADY_USED, "Invalid Refresh Token: Already Used"))
         # A concurrent refresh (two requests, flaky network): hand back the chain's current token.
@@ -267,6 +269,7 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
                                                          current, amr, row["aal"]))
         return RefreshOutcome(error=NOT_FOUND)
     child = child_token(signer, raw)
+    metrics.count("refresh")
     await conn.execute(ROTATE, row["id"], hash_token(child), row["session_id"], row["user_id"], device.device_id,
                        device.platform, device.app_version, device.user_agent, device.ip)
     return RefreshOutcome(await session_json(conn, settings, signer, user, row["session_id"], child, amr,

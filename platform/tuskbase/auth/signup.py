@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuskbase.auth import errors, otp, passwords, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import errors, metrics, otp, passwords, pkce, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 
 
@@ -29,6 +29,7 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
     async with store.transaction(ctx.pool) as conn:
         if await users.by_email(conn, email) is not None:
             raise errors.AuthError(422, errors.USER_ALREADY_EXISTS, "User already registered")
+        metrics.count("signup")
         user = await users.create(conn, email=email, password_hash=password_hash,
                                   email_confirmed=settings.auth_email_autoconfirm, user_metadata=data,
                                   confirmation_sent=not settings.auth_email_autoconfirm)

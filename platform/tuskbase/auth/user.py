@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, otp, passwords, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import errors, metrics, otp, passwords, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 
@@ -154,6 +154,7 @@ async def logout(ctx: Context, claims: dict[str, Any], scope: str | None) -> Non
     async with store.transaction(ctx.pool) as conn:
         user = await current(conn, claims)
         await sessions.logout(conn, user["id"], uuid.UUID(session_id) if session_id else None, scope)
+    metrics.count("logout")
 
 
 async def list_sessions(ctx: Context, claims: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,6 +169,7 @@ async def revoke_session(ctx: Context, claims: dict[str, Any], session_id: str) 
         user = await current(conn, claims)
         if not await sessions.revoke(conn, user["id"], target, "revoked_by_user"):
             raise errors.AuthError(404, errors.SESSION_NOT_FOUND, "Session not found")
+    metrics.count("session_revoked")
 
 
 async def unlink_identity(ctx: Context, claims: dict[str, Any], identity_id: str) -> None:
