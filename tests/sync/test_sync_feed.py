@@ -276,3 +276,17 @@ def test_enable_refuses_tables_it_cannot_sync(admin):
     assert row == ("f", "reject")
     assert admin.execute("select count(*) from pg_publication_tables where pubname = 'tuskbase_sync' "
                          "and tablename = 'keyed'").fetchone()[0] == 1
+
+
+def test_awkward_values_survive_the_copy_format(feed, admin):
+    list_id = make_list(admin, uuid.uuid4())
+    admin.execute('alter table public.todos add column meta json, add column tags text[], add column "we""ird" text')
+    title = 'tab\there, newline\nthere, back\\slash, quote " and é ✓'
+    meta = '{\n  "a": "x\\\\y",\t"b": [1, 2]\n}'
+    todo = admin.execute("insert into public.todos (list_id, title, meta, tags) values (%s, %s, %s, %s) returning id",
+                         (list_id, title, meta, ["a,b", 'c"d'])).fetchone()[0]
+    admin.execute("update public.todos set \"we\"\"ird\" = 'w', title = %s where id = %s", (title + "!", todo))
+    drain(feed)
+    insert, update = changes(admin)[-2:]
+    assert insert[4]["title"] == title and insert[4]["meta"] == {"a": "x\\y", "b": [1, 2]}
+    assert update[4]["title"] == title + "!" and set(update[5]) == {'we"ird', "title", "updated_at"}

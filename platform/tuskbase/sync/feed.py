@@ -96,6 +96,24 @@ where i.indrelid = %s and i.indisprimary
 """
 
 
+_COPY_SPECIAL = re.compile(r"[\\\n\r\t]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy_text(value: str | None) -> str:
+    """A value in COPY's text format (backslash escapes; \\N is NULL)."""
+    if value is None:
+        return "\\N"
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_array(names: list[str] | None) -> str:
+    if names is None:
+        return "\\N"
+    quoted = ",".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
+    return _copy_text("{" + quoted + "}")
+
+
 def slot_name(settings: Settings, database: str) -> str:
     if settings.sync_slot:
         return settings.sync_slot
@@ -209,14 +227,17 @@ class Feed:
                 # A writer thread pays off when the batch is large (decoding overlaps the server's COPY).
                 writer = QueuedLibpqWriter(cursor) if len(chunk) >= FETCH_CHUNK else None
                 with cursor.copy(COPY_CHANGES, writer=writer) as copy:
-                    write = copy.write_row
                     while chunk:
+                        lines: list[str] = []
                         for (data,) in chunk:
                             tx = self.decoder.feed(data)
                             if tx is None:
                                 continue
                             transactions += 1
                             end_lsn = tx.end_lsn
+                            # COPY text rows, formatted here: the per-row type adaptation of write_row() was a
+                            # third of the consumer's Python time.
+                            tail = f"\t{tx.xid}\t{tx.commit_time.isoformat()}\n"
                             for change in tx.changes:
                                 tbl = self.tables.get(change.relid)
                                 if tbl is None:
@@ -225,8 +246,10 @@ class Feed:
                                     if tbl is None:
                                         continue  # in the publication but not opted in through sync.enable
                                 seq += 1
-                                write((seq, tbl, change.op, change.key, change.row, change.cols, tx.xid,
-                                       tx.commit_time))
+                                lines.append(f"{seq}\t{tbl}\t{change.op}\t{_copy_text(change.key)}\t"
+                                             f"{_copy_text(change.row)}\t{_copy_array(change.cols)}{tail}")
+                        if lines:
+                            copy.write("".join(lines))
                         chunk = peek.fetchmany(FETCH_CHUNK)
             if not end_lsn:
                 return None
