@@ -123,6 +123,13 @@ class Settings:
         default="",
     )
     smtp_sender: str = _doc("From address of the mails auth sends.", default="Tuskbase <noreply@localhost>")
+    auth_mail_templates: Path | None = _doc(
+        "Folder of mail templates replacing the built-in ones: <kind>.txt or <kind>.html (kinds: confirmation, "
+        "magiclink, recovery, email_change, invite, reauthentication), first line `Subject: ...`, Supabase "
+        "placeholders {{ .Token }} {{ .ConfirmationURL }} {{ .Email }} {{ .SiteURL }} {{ .TokenHash }} "
+        "{{ .RedirectTo }}.",
+        default=None,
+    )
 
     # --- rest ------------------------------------------------------------------------------------------
     rest_schemas: str = _doc("Schemas exposed at /rest/v1, comma-separated; the first is the default.",
@@ -207,6 +214,9 @@ class Settings:
         _check(self.auth_rate_limit_window >= 1, "AUTH_RATE_LIMIT_WINDOW", "must be at least 1 second")
         _check(self.auth_rate_limit_per_ip >= 1, "AUTH_RATE_LIMIT_PER_IP", "must be at least 1")
         _check(self.auth_rate_limit_per_identifier >= 1, "AUTH_RATE_LIMIT_PER_IDENTIFIER", "must be at least 1")
+        if self.auth_mail_templates is not None:
+            _check(self.auth_mail_templates.is_dir(), "AUTH_MAIL_TEMPLATES",
+                   f"folder {self.auth_mail_templates} does not exist")
         if self.smtp_url:
             scheme = urlsplit(self.smtp_url).scheme
             _check(scheme in ("smtp", "smtps"), "SMTP_URL", "must be an smtp:// or smtps:// URL")

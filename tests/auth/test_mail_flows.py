@@ -223,3 +223,4 @@ def test_password_change_from_an_old_session_needs_reauthentication(client, smtp
         client.update_user({"password": "fourth-change-no-5", "nonce": code})
     client.sign_out()
     assert client.sign_in_with_password({"email": ADA, "password": "third-change-ok-4"}).session
+

@@ -4,7 +4,9 @@ running `tuskbase dev` can click the link."""
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -37,7 +39,34 @@ def _send_smtp(settings: Settings, message: EmailMessage) -> None:
         client.send_message(message)
 
 
-async def send(settings: Settings, pool: asyncpg.Pool, recipient: str, subject: str, body: str) -> None:
+PLACEHOLDER = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
+
+
+def render(settings: Settings, kind: str, values: dict[str, str], subject: str, text: str
+           ) -> tuple[str, str, str | None]:
+    """(subject, text, html) of a mail: the operator's template for `kind` if there is one, else the built-in
+    text. Templates use Supabase's placeholders ({{ .Token }}, {{ .ConfirmationURL }}, ...); values are
+    HTML-escaped in .html templates."""
+    folder = settings.auth_mail_templates
+    if folder is None:
+        return subject, text, None
+    for suffix in ("html", "txt"):
+        path = folder / f"{kind}.{suffix}"
+        if path.is_file():
+            break
+    else:
+        return subject, text, None
+    raw = path.read_text()
+    first, _, rest = raw.partition("\n")
+    if first.lower().startswith("subject:"):
+        subject, raw = first.split(":", 1)[1].strip(), rest.lstrip("\n")
+    quote = html.escape if suffix == "html" else (lambda value: value)
+    rendered = PLACEHOLDER.sub(lambda m: quote(values.get(m.group(1), m.group(0))), raw)
+    return (subject, text, rendered) if suffix == "html" else (subject, rendered, None)
+
+
+async def send(settings: Settings, pool: asyncpg.Pool, recipient: str, subject: str, body: str,
+               html_body: str | None = None) -> None:
     metrics.count("mail_sent")
     if not settings.smtp_url:
         log.info("mail to %s: %s\n%s", recipient, subject, body)
@@ -49,6 +78,8 @@ async def send(settings: Settings, pool: asyncpg.Pool, recipient: str, subject: 
     message["To"] = recipient
     message["Subject"] = subject
     message.set_content(body)
+    if html_body is not None:
+        message.add_alternative(html_body, subtype="html")
     try:
         await asyncio.to_thread(_send_smtp, settings, message)
     except (OSError, smtplib.SMTPException) as error:

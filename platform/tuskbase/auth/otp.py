@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 
-from tuskbase.auth import errors, mail, pkce, sessions, users
+from tuskbase.auth import errors, mail, pkce, redirects, sessions, users
 from tuskbase.auth.context import Context
 from tuskbase.auth.store import dump_json
 
@@ -93,6 +93,7 @@ class Outgoing:
     code: str
     hashed: str
     link: str
+    html: str | None = None
 
 
 async def issue(conn: asyncpg.Connection, ctx: Context, user_id: uuid.UUID, token_type: str, email: str,
@@ -111,12 +112,15 @@ async def issue(conn: asyncpg.Connection, ctx: Context, user_id: uuid.UUID, toke
     else:
         body = (f"{SUBJECTS[token_type]}\n\nYour code: {code}\n\nOr follow this link: {link}\n\n"
                 f"The code and the link work once and expire in {minutes} minutes.\n")
-    return Outgoing(email, SUBJECTS[token_type], body, code, hashed, link)
+    values = {"Token": code, "ConfirmationURL": link, "Email": email, "SiteURL": redirects.site_url(ctx.settings),
+              "TokenHash": hashed, "RedirectTo": redirect_to}
+    subject, body, html = mail.render(ctx.settings, token_type, values, SUBJECTS[token_type], body)
+    return Outgoing(email, subject, body, code, hashed, link, html)
 
 
 async def send(ctx: Context, outgoing: Outgoing | None) -> None:
     if outgoing is not None:
-        await mail.send(ctx.settings, ctx.pool, outgoing.recipient, outgoing.subject, outgoing.body)
+        await mail.send(ctx.settings, ctx.pool, outgoing.recipient, outgoing.subject, outgoing.body, outgoing.html)
 
 
 @dataclass
