@@ -331,3 +331,16 @@ def test_new_claims_re_diff_and_held_rows_leave_in_bounded_pages(api, admin, fee
     phone.http.headers["Authorization"] = f"Bearer {phone.token}"
     answers = phone.sync()
     assert all(not v for a in answers for c in a["changes"].values() for v in c.values())
+
+
+def test_anonymous_callers_get_only_tables_their_role_may_read(api, admin, feed):
+    import httpx
+
+    make_todo(admin, make_list(admin, new_user()), "private")
+    drain(feed)
+    headers = {"apikey": api.anon_key}
+    answer = httpx.post(f"{api.url}/sync/v1/pull", headers=headers, json={"client_id": "kiosk"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["changes"] == {}
+    refused = httpx.post(f"{api.url}/sync/v1/pull", headers=headers, json={"client_id": "kiosk", "tables": ["todos"]})
+    assert (refused.status_code, refused.json()["code"]) == (403, "SYNC106")

@@ -49,6 +49,8 @@ select json_build_object(
                                              pg_get_expr(p.polwithcheck, p.polrelid)))
                    from pg_policy p where p.polrelid = c.oid),
       'rls', c.relrowsecurity,
+      'readers', (select coalesce(json_agg(r), '[]') from unnest(array['anon', 'authenticated', 'service_role']) r
+                  where has_table_privilege(r, c.oid, 'SELECT')),
       'version', c.xmin::text
     ) order by t.id)
     from sync.tables t join pg_class c on c.oid = t.relid join pg_namespace n on n.oid = c.relnamespace), '[]'),
@@ -82,6 +84,7 @@ class Table:
     pk: list[str]
     policies: list[str]
     rls: bool
+    readers: frozenset[str] = frozenset()  # request roles with SELECT on the table
     deps: frozenset[int] | None = None  # ids of sync.tables read by the policies; None: unknown
     dep_columns: frozenset[str] = frozenset()
     sql: dict[str, str] = field(default_factory=dict)
@@ -145,14 +148,14 @@ async def load(conn: Any) -> Catalog:
             id=item["id"], relid=item["relid"], schema=item["schema"], name=item["name"], served=item["served"],
             conflict=item["conflict"], resolver=item["resolver"],
             columns={c["name"]: c["type"] for c in item["columns"] or ()}, pk=item["pk"],
-            policies=item["policies"] or [], rls=item["rls"],
+            policies=item["policies"] or [], rls=item["rls"], readers=frozenset(item["readers"]),
         )
         _build_sql(table)
         tables[table.id] = table
     by_relid = {t.relid: t.id for t in tables.values()}
     for table in tables.values():
         await _dependencies(conn, table, by_relid)
-    versions = [f"{t.id}:{t.relid}:{item['version']}:{t.served}:{t.conflict}"
+    versions = [f"{t.id}:{t.relid}:{item['version']}:{t.served}:{t.conflict}:{sorted(t.readers)}"
                 for t, item in zip(tables.values(), raw["tables"], strict=False)]
     digest = hashlib.sha256(
         "|".join([*versions, raw["policy_versions"] or "", raw["function_versions"] or ""]).encode()

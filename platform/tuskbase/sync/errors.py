@@ -13,6 +13,7 @@ UNKNOWN_TABLE = ("SYNC102", 400)  # not a served table
 BAD_CLIENT = ("SYNC103", 400)  # client_id missing or malformed
 CLIENT_OWNED = ("SYNC104", 403)  # the client id belongs to another user
 UNAUTHORIZED = ("SYNC105", 401)  # no valid apikey / token
+FORBIDDEN_TABLE = ("SYNC106", 403)  # the caller's role may not read this table at all
 REFUSED = ("SYNC110", 409)  # a push refused (per-row reasons in details)
 TOO_LARGE = ("SYNC111", 413)  # a push with too many rows
 

@@ -46,7 +46,15 @@ from typing import Any
 from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Catalog, Table
-from tuskbase.sync.errors import BAD_CLIENT, BAD_CURSOR, BAD_REQUEST, CLIENT_OWNED, UNKNOWN_TABLE, SyncError
+from tuskbase.sync.errors import (
+    BAD_CLIENT,
+    BAD_CURSOR,
+    BAD_REQUEST,
+    CLIENT_OWNED,
+    FORBIDDEN_TABLE,
+    UNKNOWN_TABLE,
+    SyncError,
+)
 
 CHUNK = 2000
 VOLATILE_CLAIMS = ("iat", "exp", "nbf", "jti", "session_id")
@@ -302,7 +310,7 @@ async def pull(
         await conn.execute(BEGIN, claims_json, client_id)
         session = _Session(conn, role)
         catalog = await catalog_module.cached(conn, database_key)
-        wanted = _requested(catalog, tables)
+        wanted = _requested(catalog, tables, role)
         return await _pull(session, catalog, wanted, claims, client_id, given, limit)
 
 
@@ -318,13 +326,14 @@ async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], tables:
     catalog = catalog_module.fresh(database_key)  # reloading it needs the service role: the slow path does
     if catalog is None or given.fingerprint != f"{catalog.fingerprint}.{claims_hash(claims)}":
         return None
-    wanted = _requested(catalog, tables)
+    wanted = _requested(catalog, tables, claims["role"])
     return PullResult({t.public_name: TableChanges() for t in wanted}, given.encode(), False)
 
 
-def _requested(catalog: Catalog, names: list[str] | None) -> list[Table]:
+def _requested(catalog: Catalog, names: list[str] | None, role: str) -> list[Table]:
+    """The tables of a pull: those named, or every served table the role may read."""
     if names is None:
-        return sorted(catalog.served(), key=lambda t: t.id)
+        return sorted((t for t in catalog.served() if role in t.readers), key=lambda t: t.id)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise SyncError(BAD_REQUEST, "tables must be a list of table names")
     found: dict[int, Table] = {}
@@ -332,6 +341,8 @@ def _requested(catalog: Catalog, names: list[str] | None) -> list[Table]:
         table = catalog.by_name.get(name)
         if table is None or not table.served:
             raise SyncError(UNKNOWN_TABLE, f"{name!r} is not a synced table")
+        if role not in table.readers:
+            raise SyncError(FORBIDDEN_TABLE, f"role {role!r} may not read {name!r}")
         found[table.id] = table
     return [found[tbl] for tbl in sorted(found)]
 
