@@ -224,3 +224,17 @@ def test_password_change_from_an_old_session_needs_reauthentication(client, smtp
     client.sign_out()
     assert client.sign_in_with_password({"email": ADA, "password": "third-change-ok-4"}).session
 
+
+
+@pytest.mark.auth_settings(auth_email_autoconfirm=False)
+def test_email_change_to_an_address_taken_meanwhile(client, smtp, admin_api):
+    mailbox, _port = smtp
+    admin_api.create_user({"email": ADA, "password": PASSWORD, "email_confirm": True})
+    client.sign_in_with_password({"email": ADA, "password": PASSWORD})
+    client.update_user({"email": "shared@example.com"})
+    code = mailbox.code("shared@example.com")
+    admin_api.create_user({"email": "shared@example.com", "password": PASSWORD, "email_confirm": True})
+    with pytest.raises(AuthApiError) as taken:
+        client.verify_otp({"email": "shared@example.com", "token": code, "type": "email_change"})
+    assert (taken.value.status, taken.value.code) == (422, "email_exists")
+    assert client.get_user().user.email == ADA

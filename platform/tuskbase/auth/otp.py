@@ -143,7 +143,11 @@ async def consume(conn: asyncpg.Connection, ctx: Context, verify_type: str, hash
         raise errors.AuthError(403, errors.OTP_EXPIRED, "Token has expired or is invalid")
     user_id = row["user_id"]
     if row["token_type"] == "email_change":
-        await conn.execute(APPLY_EMAIL_CHANGE, user_id, row["relates_to"])
+        try:
+            await conn.execute(APPLY_EMAIL_CHANGE, user_id, row["relates_to"])
+        except asyncpg.UniqueViolationError:  # the address was taken since the change was asked for
+            raise errors.AuthError(422, errors.EMAIL_EXISTS,
+                                   "A user with this email address has already been registered") from None
         await conn.execute(UPDATE_EMAIL_IDENTITY, user_id, row["relates_to"])
         user = await users.by_id(conn, user_id)
         if user is not None and not await conn.fetchval(HAS_EMAIL_IDENTITY, user_id):
