@@ -372,6 +372,11 @@ def _bad_value(request: Request, error: asyncpg.DataError) -> Response[bytes]:
     return errors.to_response(request, errors.AuthError(400, errors.VALIDATION_FAILED, f"Invalid value: {error}"))
 
 
+def _conflict(request: Request, error: asyncpg.IntegrityConstraintViolationError) -> Response[bytes]:
+    # A race the flows' own checks could not see (two requests claiming one email at once).
+    return errors.to_response(request, errors.AuthError(422, "conflict", "The change conflicts with existing data"))
+
+
 def _unexpected(request: Request, error: Exception) -> Response[bytes]:
     log.exception("auth request failed", exc_info=error)
     return errors.to_response(request, errors.AuthError(500, errors.UNEXPECTED_FAILURE, "Unexpected failure"))
@@ -391,6 +396,7 @@ ROUTES: list[Any] = [
             reauthenticate_route,
         ],
         exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
+                            asyncpg.IntegrityConstraintViolationError: _conflict,
                             Exception: _unexpected},
         response_headers=[ResponseHeader(name=errors.API_VERSION_HEADER, value=errors.API_VERSION)]
         + [ResponseHeader(name=name, value=value) for name, value in errors.CORS_HEADERS.items()],
