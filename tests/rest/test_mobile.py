@@ -120,6 +120,14 @@ def test_persisted_queries_by_name_and_hash(api, alice_headers, world):
     assert by_hash.json() == [{"title": "book hotel"}]
     bob = httpx.get(f"{api.url}/rest/v1/persisted/open_todos", headers=api.headers(api.user_token(BOB)))
     assert [r["title"] for r in bob.json()] == ["bob private", "book hotel"]
+    # Re-registering a name reaches every API process (NOTIFY); here: the same process, new query.
+    spec["query"] = "select=title&done=is.true&order=position"
+    assert httpx.post(f"{api.url}/rest/v1/persisted", headers=service, json=spec).status_code == 201
+    deadline = time.monotonic() + 10
+    while [r["title"] for r in httpx.get(f"{api.url}/rest/v1/persisted/open_todos", headers=alice_headers).json()] \
+            != ["milk 0", "milk 2", "milk 4"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     missing = httpx.get(f"{api.url}/rest/v1/persisted/nope", headers=alice_headers)
     assert missing.status_code == 404
     bad = httpx.post(f"{api.url}/rest/v1/persisted", headers=service, json={"name": "x", "path": "/nope"})

@@ -62,7 +62,12 @@ class RestService:
         self.plans: dict[tuple[Any, ...], Compiled] = {}
         self.plan_limit = settings.rest_plan_cache_size
         self.persisted: dict[str, tuple[str, str, str]] = {}  # name or hash -> (method, path, query)
-        holder.listeners.append(lambda _cache: self.plans.clear())
+        holder.listeners.append(self.forget)
+
+    def forget(self, _cache: Any = None) -> None:
+        """The schema changed (or a persisted query was registered): drop what was compiled against it."""
+        self.plans.clear()
+        self.persisted.clear()
 
     # --- ASGI ----------------------------------------------------------------------------------------------
 

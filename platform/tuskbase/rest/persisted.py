@@ -28,6 +28,7 @@ insert into tuskbase.persisted_queries (name, hash, method, path, query) values 
 on conflict (name) do update set hash = excluded.hash, method = excluded.method, path = excluded.path,
   query = excluded.query, created_at = now()
 """
+ANNOUNCE = "select pg_notify('tuskbase_schema', 'persisted')"
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -74,7 +75,9 @@ async def register(service: Any, claims: dict[str, Any], raw: bytes) -> Answer:
     # Compile it now: a query that does not parse or names unknown tables is refused at registration.
     service.compiled_read("GET", path.strip("/"), query.encode(), {})
     hashed = digest("GET", path, query)
-    async with service.pool.acquire() as conn:
+    async with service.pool.acquire() as conn, conn.transaction():
         await conn.execute(REGISTER, name, hashed, "GET", path, query)
-    service.persisted.clear()  # this process; other API processes see a re-registered name on restart
+        # Every API process forgets its cached entries (the schema listener clears them on this channel).
+        await conn.execute(ANNOUNCE)
+    service.persisted.clear()
     return Answer(201, json.dumps({"name": name, "hash": hashed}).encode(), [(b"content-type", JSON)])
