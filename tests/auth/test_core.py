@@ -238,3 +238,19 @@ def test_tokens_issued_are_accepted_by_the_api_claims_cache(client, api):
     claims, encoded = ClaimsCache(api.signer).from_headers(api.anon_key, f"Bearer {session.access_token}")
     assert claims["sub"] == session.user.id and '"session_id"' in encoded
     assert jwt.get_unverified_header(session.access_token)["alg"] == "HS256"
+
+
+def test_concurrent_refreshes_of_one_token_agree(client, auth_url, api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = sign_up(client).session
+
+    def refresh(_: int) -> httpx.Response:
+        return httpx.post(f"{auth_url}/token?grant_type=refresh_token", headers=api.headers(),
+                          json={"refresh_token": session.refresh_token})
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(refresh, range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.json()["refresh_token"] for a in answers}) == 1  # every racer got the chain's current token
+    assert client.refresh_session(answers[0].json()["refresh_token"]).session
