@@ -344,3 +344,17 @@ def test_anonymous_callers_get_only_tables_their_role_may_read(api, admin, feed)
     assert answer.json()["changes"] == {}
     refused = httpx.post(f"{api.url}/sync/v1/pull", headers=headers, json={"client_id": "kiosk", "tables": ["todos"]})
     assert (refused.status_code, refused.json()["code"]) == (403, "SYNC106")
+
+
+def test_asking_for_more_tables_later_brings_their_existing_rows(api, admin, feed):
+    alice = new_user()
+    mine = make_list(admin, alice)
+    item = make_todo(admin, mine)
+    drain(feed)
+    device = SyncClient(api, alice)
+    first = device.pull_once(tables=["todos"])
+    device.apply(first)
+    assert device.ids("todos") == {item} and device.ids("lists") == set()
+    answers = device.sync()  # now every table
+    assert ids(answers, "lists", "created") == {mine}
+    assert received(answers, "todos", "created") == [] and received(answers, "todos", "updated") == []

@@ -190,6 +190,13 @@ def claims_hash(claims: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def view_fingerprint(catalog: Catalog, claims: dict[str, Any], wanted: list[Table]) -> str:
+    """What a client's view was computed with: catalog (tables, policies, functions), claims and the tables asked
+    for. A pull that sees another fingerprint re-diffs (a new table in the set, a policy change, new claims)."""
+    tables = ",".join(str(t.id) for t in wanted)
+    return hashlib.sha256(f"{catalog.fingerprint}.{claims_hash(claims)}.{tables}".encode()).hexdigest()[:20]
+
+
 def user_key(claims: dict[str, Any]) -> str:
     return str(claims.get("sub") or claims.get("role"))
 
@@ -324,9 +331,11 @@ async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], tables:
             or given.seq < pruned_seq or epoch != given.epoch or seen_hours is None or seen_hours >= 1):
         return None
     catalog = catalog_module.fresh(database_key)  # reloading it needs the service role: the slow path does
-    if catalog is None or given.fingerprint != f"{catalog.fingerprint}.{claims_hash(claims)}":
+    if catalog is None:
         return None
     wanted = _requested(catalog, tables, claims["role"])
+    if given.fingerprint != view_fingerprint(catalog, claims, wanted):
+        return None
     return PullResult({t.public_name: TableChanges() for t in wanted}, given.encode(), False)
 
 
@@ -357,7 +366,7 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
         pull_no, nonce, prev_nonce = 0, None, None
     elif owner != me:
         raise SyncError(CLIENT_OWNED, "this client_id is registered to another user")
-    fingerprint = f"{catalog.fingerprint}.{claims_hash(claims)}"
+    fingerprint = view_fingerprint(catalog, claims, wanted)
     fresh = given is None
     if given is not None:
         if (given.pull_no, given.nonce) == (pull_no, nonce):
