@@ -63,6 +63,14 @@ select json_build_object(
     join pg_class sc on sc.oid = pc.conrelid join pg_namespace sn on sn.oid = sc.relnamespace
     join pg_class tc on tc.oid = pc.confrelid join pg_namespace tn on tn.oid = tc.relnamespace
     where pc.contype = 'f' and sn.nspname = any($1::text[]) and tn.nspname = any($1::text[])), '[]'),
+  -- Tables each view reads (through its rewrite rule): views inherit the foreign keys whose columns they keep.
+  'view_uses', coalesce((select json_agg(distinct jsonb_build_array(vn.nspname, vc.relname, tn.nspname, tc.relname))
+    from pg_rewrite rw
+    join pg_class vc on vc.oid = rw.ev_class join pg_namespace vn on vn.oid = vc.relnamespace
+    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid
+                    and d.refclassid = 'pg_class'::regclass and d.refobjid <> vc.oid
+    join pg_class tc on tc.oid = d.refobjid join pg_namespace tn on tn.oid = tc.relnamespace
+    where vc.relkind in ('v', 'm') and vn.nspname = any($1::text[]) and tc.relkind in ('r', 'p')), '[]'),
   'functions', coalesce((select json_agg(json_build_object(
       'schema', n.nspname, 'name', p.proname, 'oid', p.oid,
       'args', coalesce((
@@ -211,6 +219,7 @@ class SchemaCache:
             if source is not None and target is not None:
                 source.fkeys_out.append(fk)
                 target.fkeys_in.append(fk)
+        _view_relationships(tables, raw.get("view_uses", []))
         functions: dict[tuple[str, str], list[Function]] = {}
         for f in raw["functions"]:
             ret = (f["return_schema"], f["return_table"]) if f["return_table"] else None
@@ -227,6 +236,28 @@ class SchemaCache:
 
     def function(self, schema: str, name: str) -> list[Function]:
         return self.functions.get((schema, name), [])
+
+
+def _view_relationships(tables: dict[tuple[str, str], Table], uses: list[list[str]]) -> None:
+    """A view keeping all columns of a table's foreign key (same names) can be embedded like the table."""
+    derived: list[ForeignKey] = []
+    for view_schema, view_name, table_schema, table_name in uses:
+        view, table = tables.get((view_schema, view_name)), tables.get((table_schema, table_name))
+        if view is None or table is None:
+            continue
+        for fk in table.fkeys_out:
+            if fk.schema == table.schema and fk.table == table.name and all(c in view.columns for c in fk.columns):
+                derived.append(ForeignKey(fk.name, view.schema, view.name, fk.columns, fk.ref_schema, fk.ref_table,
+                                          fk.ref_columns))
+        for fk in table.fkeys_in:
+            if all(c in view.columns for c in fk.ref_columns):
+                derived.append(ForeignKey(fk.name, fk.schema, fk.table, fk.columns, view.schema, view.name,
+                                          fk.ref_columns))
+    for fk in derived:
+        source, target = tables.get((fk.schema, fk.table)), tables.get((fk.ref_schema, fk.ref_table))
+        if source is not None and target is not None:
+            source.fkeys_out.append(fk)
+            target.fkeys_in.append(fk)
 
 
 async def load(conn: Any, schemas: Iterable[str], version: int = 0) -> SchemaCache:

@@ -278,3 +278,30 @@ def test_many_to_many_through_a_junction_table(api, admin, world, alice):
     # From the other side, Bob's todo stays invisible to Alice (RLS on todos applies inside the embedding).
     tags = alice.table("tags").select("name,todos(title)").eq("name", "urgent").execute().data
     assert tags == [{"name": "urgent", "todos": [{"title": "milk 0"}]}]
+
+
+def test_views_embed_through_the_foreign_keys_of_their_tables(api, admin, world, alice, bob):
+    import time
+
+    admin.execute("""
+        create view public.open_todos with (security_invoker = true) as
+          select id, list_id, title, position from public.todos where not done;
+        grant select on public.open_todos to authenticated;
+    """)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            rows = alice.table("open_todos").select("title,lists(title)").order("position").execute().data
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the schema cache did not reload"
+            time.sleep(0.05)
+    assert rows == [{"title": "milk 1", "lists": {"title": "Alice groceries"}},
+                    {"title": "milk 3", "lists": {"title": "Alice groceries"}},
+                    {"title": "book hotel", "lists": {"title": "Shared trip"}}]
+    lists = alice.table("lists").select("title,open_todos(title)").eq("id", world.alice_list) \
+        .order("position", foreign_table="open_todos").execute().data
+    assert lists == [{"title": "Alice groceries", "open_todos": [{"title": "milk 1"}, {"title": "milk 3"}]}]
+    # security_invoker: the view applies the caller's RLS, Bob never sees Alice's private open todos.
+    assert {r["title"] for r in bob.table("open_todos").select("title").execute().data} == {"bob private",
+                                                                                          "book hotel"}
