@@ -89,6 +89,21 @@ def pgbench(server_port: int, database_name: str, role: str, claims_json: str, s
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+def cpu_seconds(match: str) -> float:
+    """CPU time (user + system) of the live processes whose command line contains `match`."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if match not in cmdline:
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     clients = int(os.environ.get("BENCH_CLIENTS", "64"))
     seconds = int(os.environ.get("BENCH_SECONDS", "8"))
@@ -122,11 +137,19 @@ def main() -> None:
             # the best of each is reported.
             ceiling_runs: list[float] = []
             api_runs: dict[str, list[float]] = {name: [] for name in targets}
+            cpu: dict[str, tuple[float, float]] = {}  # per request: (API processes, Postgres backends)
             for _ in range(rounds):
                 ceiling_runs.append(pgbench(server.port, "bench", "authenticated", claims_json, sql, params,
                                             clients, seconds))
                 for name, target in targets.items():
-                    api_runs[name].append(wrk(target, seconds=seconds, connections=clients, headers=headers))
+                    port = target.split(":")[2].split("/")[0]
+                    api_before, pg_before = cpu_seconds(f"--port {port}"), cpu_seconds("postgres: authenticator bench")
+                    rate = wrk(target, seconds=seconds, connections=clients, headers=headers)
+                    api_after, pg_after = cpu_seconds(f"--port {port}"), cpu_seconds("postgres: authenticator bench")
+                    if rate > max(api_runs[name], default=0):
+                        served = rate * seconds
+                        cpu[name] = ((api_after - api_before) / served, (pg_after - pg_before) / served)
+                    api_runs[name].append(rate)
 
         ceiling = max(ceiling_runs)
         print(f"pgbench, same transaction, {clients} clients: {ceiling:9.0f} tps   (runs: "
@@ -137,6 +160,9 @@ def main() -> None:
                   "   (runs: " + ", ".join(f"{r:.0f}" for r in runs) + ")")
         best = max(max(runs) for runs in api_runs.values())
         print(f"best ratio: {best / ceiling:.2f} (goal >= 0.50)")
+        for name, (api_cpu, pg_cpu) in cpu.items():
+            print(f"CPU per request, {name}: API processes {api_cpu * 1e6:.0f} us, "
+                  f"Postgres backends {pg_cpu * 1e6:.0f} us")
 
 
 if __name__ == "__main__":
