@@ -172,3 +172,23 @@ def test_push_bad_input_is_a_sync_error(api, admin, feed):
     unknown = push(device, {"todos": {"created": [{"id": str(uuid.uuid4()), "colour": "red"}]}})
     assert unknown.status_code == 409
     assert unknown.json()["details"]["refused"][0]["reason"] == "unknown_column"
+
+
+def test_concurrent_pushes_one_wins_under_reject_and_a_raced_replay_applies_once(api, admin, feed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared, item, phone, laptop = two_devices(api, admin, feed)
+    set_rule(admin, "reject")
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda d: push(d, {"todos": {"updated": [{"id": item, "title": d.client_id}]}}),
+                                [phone, laptop]))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    winner = next(d for d, a in zip([phone, laptop], answers, strict=True) if a.status_code == 200)
+    assert todo(admin, item)[0] == winner.client_id
+
+    new_id = str(uuid.uuid4())
+    changes = {"todos": {"created": [{"id": new_id, "list_id": shared, "title": "once"}]}}
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: push(phone, changes, mutation_id="same"), range(4)))
+    assert {r.status_code for r in replies} == {200} and len({r.content for r in replies}) == 1
+    assert admin.execute("select count(*) from public.todos where id = %s", (new_id,)).fetchone()[0] == 1
