@@ -67,6 +67,11 @@ class Settings:
     jwt_private_key: str = _doc(
         "ES256 private key: PEM text or the path of a PEM file; empty: generated once into data_dir.", default=""
     )
+    jwt_previous_public_keys: str = _doc(
+        "Earlier ES256 public keys still accepted and published after a key rotation: PEM text or a file of "
+        "one or more PEM public keys. Drop them once the tokens they signed have expired (JWT_EXP).",
+        default="",
+    )
     auth_site_url: str = _doc("Where mail links and OAuth sign-ins land by default; empty: the public URL.", default="")
     auth_redirect_urls: str = _doc(
         "Comma-separated allow list of `redirect_to` URLs (`*` matches within a path segment, `**` across).",

@@ -23,7 +23,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tuskbase.config import Settings
+from tuskbase.config import PREFIX, Settings, SettingsError
 
 REQUEST_ROLES = frozenset({"anon", "authenticated", "service_role"})
 # API keys are deterministic for a secret, so `tuskbase keys` prints the same keys every time.
@@ -77,9 +77,12 @@ def es256_private_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ))
         raw = path.read_text()
-    key = serialization.load_pem_private_key(raw.encode(), password=None)
+    try:
+        key = serialization.load_pem_private_key(raw.encode(), password=None)
+    except ValueError:
+        key = None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise TokenError("the ES256 key must be a P-256 private key")
+        raise SettingsError(f"{PREFIX}JWT_PRIVATE_KEY must be an unencrypted PEM P-256 (ES256) private key")
     return key
 
 
@@ -96,20 +99,43 @@ def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     return {**jwk, "kid": thumbprint[:16], "alg": "ES256", "use": "sig", "key_ops": ["verify"]}
 
 
+def extra_public_keys(settings: Settings) -> tuple[ec.EllipticCurvePublicKey, ...]:
+    """Earlier ES256 public keys still accepted (key rotation): PEM text, or a file, holding one or more keys."""
+    raw = settings.jwt_previous_public_keys.strip()
+    if raw and not raw.startswith("-----BEGIN"):
+        raw = Path(raw).read_text()
+    keys = []
+    for block in raw.split("-----END PUBLIC KEY-----"):
+        if "-----BEGIN PUBLIC KEY-----" in block:
+            try:
+                key = serialization.load_pem_public_key((block.strip() + "\n-----END PUBLIC KEY-----\n").encode())
+            except ValueError:
+                key = None
+            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+                raise SettingsError(f"{PREFIX}JWT_PREVIOUS_PUBLIC_KEYS must hold PEM P-256 (ES256) public keys")
+            keys.append(key)
+    return tuple(keys)
+
+
 @dataclass(frozen=True)
 class Signer:
-    """Signs and verifies the project's tokens."""
+    """Signs and verifies the project's tokens.
+
+    API keys (anon, service_role) are always HS256 with the secret, like Supabase's legacy keys: they are built
+    into app releases, so rotating the ES256 signing key must not invalidate them.
+    """
 
     secret: str
     issuer: str
     algorithms: tuple[str, ...] = ("HS256",)
     private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    previous_keys: tuple[ec.EllipticCurvePublicKey, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
         if settings.jwt_algorithm == "ES256":
             return cls(secret=jwt_secret(settings), issuer=settings.jwt_issuer, algorithms=("ES256", "HS256"),
-                       private_key=es256_private_key(settings))
+                       private_key=es256_private_key(settings), previous_keys=extra_public_keys(settings))
         return cls(secret=jwt_secret(settings), issuer=settings.jwt_issuer)
 
     @property
@@ -123,8 +149,16 @@ class Signer:
 
     def jwks(self) -> dict[str, Any]:
         """The public keys clients may verify tokens with (none for HS256: the secret is not public)."""
-        jwk = self.jwk
-        return {"keys": [jwk] if jwk else []}
+        return {"keys": [public_jwk(key) for key in self._public_keys().values()]}
+
+    def _public_keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
+        """kid -> public key: the signing key first, then earlier ones still accepted."""
+        cached = self.__dict__.get("_keys_by_kid")
+        if cached is None:
+            keys = ([self.private_key.public_key()] if self.private_key is not None else []) + list(self.previous_keys)
+            cached = {public_jwk(key)["kid"]: key for key in keys}
+            object.__setattr__(self, "_keys_by_kid", cached)
+        return cached
 
     def sign(self, claims: dict[str, Any]) -> str:
         if self.private_key is not None:
@@ -133,20 +167,21 @@ class Signer:
 
     @property
     def _kid(self) -> str:
-        cached = self.__dict__.get("_kid_value")
-        if cached is None:
-            cached = self.jwk["kid"]  # type: ignore[index]
-            object.__setattr__(self, "_kid_value", cached)
-        return cached
+        return next(iter(self._public_keys()))
 
     def verify(self, token: str) -> dict[str, Any]:
         try:
-            alg = jwt.get_unverified_header(token).get("alg")
+            header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
             raise TokenError(f"invalid token: {error}") from None
+        alg = header.get("alg")
         if alg not in self.algorithms:
             raise TokenError(f"invalid token: algorithm {alg!r} is not allowed")
-        key: Any = self.secret if alg == "HS256" else self.private_key.public_key()  # type: ignore[union-attr]
+        key: Any = self.secret
+        if alg == "ES256":
+            key = self._public_keys().get(header.get("kid") or self._kid)
+            if key is None:
+                raise TokenError("invalid token: unknown signing key")
         try:
             claims = jwt.decode(
                 token,
@@ -163,9 +198,9 @@ class Signer:
         return claims
 
     def api_key(self, role: str) -> str:
-        """The long-lived anon or service-role key clients send in the `apikey` header."""
+        """The long-lived anon or service-role key clients send in the `apikey` header (HS256, see above)."""
         claims = {"iss": self.issuer, "role": role, "iat": API_KEY_ISSUED_AT, "exp": API_KEY_EXPIRES_AT}
-        return self.sign(claims)
+        return jwt.encode(claims, self.secret, algorithm="HS256")
 
 
 class ClaimsCache:

@@ -96,8 +96,9 @@ def test_es256_tokens_jwks_and_key_confusion(client, api, auth_url):
     confused = f"{head}.{body}.{_b64(signature)}"
     for token in (confused, *hostile_tokens(api, claims).values()):
         assert httpx.get(f"{auth_url}/user", headers=api.headers(token)).status_code == 403
-    # The API's own keys are ES256 now, and legacy HS256 tokens signed with the secret still verify.
-    assert jwt.get_unverified_header(api.anon_key)["alg"] == "ES256"
+    # API keys stay HS256 (built into app releases, they survive a rotation of the ES256 key), and other
+    # legacy HS256 tokens signed with the secret still verify.
+    assert jwt.get_unverified_header(api.anon_key)["alg"] == "HS256"
     legacy = jwt.encode(claims, api.settings.jwt_secret, algorithm="HS256")
     assert httpx.get(f"{auth_url}/user", headers=api.headers(legacy)).status_code == 200
 

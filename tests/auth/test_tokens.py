@@ -42,8 +42,36 @@ def test_key_from_pem_text_or_file(tmp_path):
         assert signer.verify(token)["role"] == "anon"
     p384 = ec.generate_private_key(ec.SECP384R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    with pytest.raises(TokenError):
+    with pytest.raises(SettingsError, match="TUSKBASE_JWT_PRIVATE_KEY"):
         Signer.from_settings(Settings(jwt_secret=SECRET, jwt_algorithm="ES256", jwt_private_key=p384))
+
+
+def _pem(key, public: bool = False) -> str:
+    if public:
+        return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def test_key_rotation_keeps_earlier_tokens_valid_until_the_old_key_is_dropped(tmp_path):
+    old, new = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    before = Signer.from_settings(Settings(jwt_secret=SECRET, jwt_algorithm="ES256", jwt_private_key=_pem(old)))
+    token, api_key = before.sign({"role": "authenticated", "exp": 4_000_000_000}), before.api_key("anon")
+    (tmp_path / "old.pub").write_text(_pem(old, public=True))
+    rotated = Signer.from_settings(Settings(jwt_secret=SECRET, jwt_algorithm="ES256", jwt_private_key=_pem(new),
+                                            jwt_previous_public_keys=str(tmp_path / "old.pub")))
+    assert rotated.verify(token)["role"] == "authenticated"
+    assert [k["kid"] for k in rotated.jwks()["keys"]] == [rotated.jwk["kid"], before.jwk["kid"]]
+    assert jwt.get_unverified_header(rotated.sign({"role": "anon", "exp": 4_000_000_000}))["kid"] == rotated.jwk["kid"]
+    after = Signer.from_settings(Settings(jwt_secret=SECRET, jwt_algorithm="ES256", jwt_private_key=_pem(new)))
+    with pytest.raises(TokenError):
+        after.verify(token)
+    assert after.verify(api_key)["role"] == "anon"  # API keys in shipped apps survive the rotation
+    with pytest.raises(SettingsError, match="TUSKBASE_JWT_PREVIOUS_PUBLIC_KEYS"):
+        Signer.from_settings(Settings(jwt_secret=SECRET, jwt_algorithm="ES256", jwt_private_key=_pem(new),
+                                      jwt_previous_public_keys="-----BEGIN PUBLIC KEY-----\nnope\n"
+                                                               "-----END PUBLIC KEY-----"))
 
 
 def test_hs256_signer_refuses_es256_tokens(tmp_path):
