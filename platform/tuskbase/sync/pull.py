@@ -11,7 +11,11 @@ Callable from any route (the HTTP one is `POST /sync/v1/pull` in routes.py)::
     result.body()       # the JSON answer of /sync/v1/pull, as bytes
 
 `pool` is the API's asyncpg pool (login role `authenticator`), `claims` the verified token claims and
-`claims_json` their JSON (as `ClaimsCache.from_headers` returns them). Raises `errors.SyncError`.
+`claims_json` their JSON (as `ClaimsCache.from_headers` returns them). Optional `quick`: a `QuickConnections`
+(routes.py keeps one in `app.state.sync_quick`) for the one-round-trip answer when nothing is new; without it
+that answer uses `pool`. `tables`: public table names (`todos`, or `schema.table` outside public); None means
+every served table the caller's role may read. `limit`: records per answer (default and maximum are settings).
+Raises `errors.SyncError` (400/401/403 with a SYNCnnn code).
 
 How (see DESIGN.md, Sync): the server keeps, per client, a view record (`sync.client_rows`: row key ->
 version sent, the row's `xmin`). RLS decides visibility; rows are always read now, under the user's role, never
