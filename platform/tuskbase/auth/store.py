@@ -7,6 +7,7 @@ flow that runs it; values are always bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,8 +28,10 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         try:
             yield conn
         except BaseException:
-            if not conn.is_closed():
-                await conn.execute("rollback")
+            # A cancelled request may leave an operation in flight; the pool's reset rolls back then.
+            with contextlib.suppress(Exception):
+                if not conn.is_closed():
+                    await conn.execute("rollback")
             raise
         await conn.execute("commit")
 
