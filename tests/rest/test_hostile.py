@@ -19,7 +19,7 @@ OPERATORS = ["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "i
 HOSTILE = ["'; drop table public.todos; --", "\"; delete from public.lists; --", "$1", "$$", "\\", "(", ")", ",",
            "{", "}", "null", "true", "1e999", "-1", "2147483648", "'", '"', "%", "*", "\u00e9\u4e2d", "a.b.c",
            "00000000-0000-0000-0000-000000000000", "(1,2", "{a,b}", "[1,2)", "not_null", "or=(a.eq.1)", "\t",
-           "select pg_sleep(5)", "x" * 300]
+           "select pg_sleep(5)", "x" * 300, "\u00b2", "-\u00b2", "\u0663", "1\u00b2"]
 KEYS = ["select", "order", "limit", "offset", "or", "and", "not.or", "columns", "on_conflict", "lists.order",
         "todos.limit", "lists.or", *COLUMNS]
 TABLES = ["todos", "lists", "list_members", "nope", "rpc/is_list_member", "rpc/nope", "batch", "persisted/x",

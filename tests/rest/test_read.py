@@ -222,6 +222,7 @@ ERRORS = [
     ("ambiguous or unknown hint", "/todos?select=*,lists!nope(*)", 400, "PGRST200"),
     ("spread of one-to-many", "/lists?select=...todos(title)", 400, "PGRST119"),
     ("like on a json path", "/todos?title->a=like.x*", 404, "42883"),
+    ("unicode digit as a json index", "/todos?select=title->\u00b2", 404, "42883"),
 ]
 
 

@@ -415,7 +415,7 @@ def parse_prefer(header: str | None) -> Prefer:
             prefer.tx = value
         elif name == "handling" and value in ("strict", "lenient"):
             prefer.handling = value
-        elif name == "max-affected" and value.isdigit() and len(value) < 16:
+        elif name == "max-affected" and value.isascii() and value.isdigit() and len(value) < 16:
             prefer.max_affected = int(value)
         else:
             if prefer.handling == "strict" or "handling=strict" in header.replace(" ", "").lower():

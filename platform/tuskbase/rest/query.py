@@ -49,7 +49,7 @@ class Sql:
         expr = f"{quote_ident(alias)}.{quote_ident(column.name)}"
         kind = column.type
         for operator, key in field.json_path:
-            if key.lstrip("-").isdigit() and len(key) < 10:
+            if key.isascii() and key.lstrip("-").isdigit() and len(key) < 10:
                 expr = f"{expr}{operator}{int(key)}"
             else:
                 expr = f"{expr}{operator}{self.bind(key)}::text"
