@@ -173,3 +173,28 @@ def test_imported_password_hashes(admin_api, client, admin):
         with pytest.raises(AuthApiError) as refused:
             admin_api.create_user({"email": "x@example.com", "password_hash": bad})
         assert refused.value.status == 400
+
+
+@pytest.mark.auth_settings(auth_refresh_reuse_interval=0)
+def test_audit_trail_of_a_lost_phone(api, auth_url, admin):
+    import time
+
+    with device_client(api, "phone-1", "ios", "1.0") as phone, device_client(api, "tab-2", "android", "1.0") as tab:
+        lost = phone.sign_up({"email": "ada@example.com", "password": PASSWORD}).session
+        kept = tab.sign_in_with_password({"email": "ada@example.com", "password": PASSWORD}).session
+        stolen = phone.refresh_session(lost.refresh_token).session
+        time.sleep(0.05)
+        with pytest.raises(AuthApiError):
+            phone.refresh_session(lost.refresh_token)  # the thief replays the old token: detected
+        with pytest.raises(AuthApiError):
+            phone.refresh_session(stolen.refresh_token)  # the whole chain is gone
+        tab.update_user({"password": "a-brand-new-pass-7"})
+        tab.sign_out({"scope": "local"})
+    rows = admin.execute("select action, detail ->> 'method', detail ->> 'device_id', session_id "
+                         "from auth.audit_log order by id").fetchall()
+    actions = [r[0] for r in rows]
+    assert actions == ["signup", "login", "login", "token_reuse_detected", "password_changed", "logout"]
+    assert rows[1][1:3] == ("password", "phone-1") and rows[2][2] == "tab-2"
+    phone_session = str(api.signer.verify(lost.access_token)["session_id"])
+    assert str(rows[3][3]) == phone_session
+    assert str(rows[5][3]) == str(api.signer.verify(kept.access_token)["session_id"])

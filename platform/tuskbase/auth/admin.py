@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, metrics, mfa, passwords, sessions, store, users
+from tuskbase.auth import audit, errors, metrics, mfa, passwords, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 from tuskbase.tokens import REQUEST_ROLES
@@ -78,6 +78,7 @@ async def create(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         user = await users.create(conn, email=email, password_hash=password_hash,
                                   email_confirmed=bool(body.get("email_confirm")), user_metadata=user_metadata,
                                   app_metadata=app_metadata, role=role, user_id=user_id, anonymous=email is None)
+        await audit.record(conn, "user_created", user["id"], ip=ctx.ip, by="admin")
         if body.get("ban_duration") not in (None, "none"):
             await _update(conn, user["id"], {"ban_duration": body["ban_duration"]}, None)
         return users.to_json(await users.by_id(conn, user["id"]))
@@ -148,11 +149,13 @@ async def _update(conn: asyncpg.Connection, user_id: uuid.UUID, body: dict[str, 
     if set_ban and banned_until is not None:
         # A ban ends every session at once: refresh tokens stop, session_is_active() turns false.
         await conn.execute(sessions.REVOKE_SESSIONS, user_id, None, None, "banned")
+        await audit.record(conn, "user_banned", user_id, until=banned_until)
 
 
 async def delete(ctx: Context, user_id: str, body: dict[str, Any]) -> None:
     async with store.transaction(ctx.pool) as conn:
         user = await _existing(conn, user_id)
+        await audit.record(conn, "user_deleted", user["id"], ip=ctx.ip, soft=bool(body.get("should_soft_delete")))
         if body.get("should_soft_delete"):
             await conn.execute(sessions.REVOKE_SESSIONS, user["id"], None, None, "user_deleted")
             await conn.execute(SOFT_DELETE, user["id"])
@@ -172,6 +175,7 @@ async def revoke_session(ctx: Context, user_id: str, session_id: str) -> None:
         user = await _existing(conn, user_id)
         if not await sessions.revoke(conn, user["id"], target, "revoked_by_admin"):
             raise errors.AuthError(404, errors.SESSION_NOT_FOUND, "Session not found")
+        await audit.record(conn, "session_revoked", user["id"], session_id=target, ip=ctx.ip, by="admin")
     metrics.count("session_revoked")
 
 
@@ -179,6 +183,7 @@ async def revoke_all_sessions(ctx: Context, user_id: str) -> None:
     async with store.transaction(ctx.pool) as conn:
         user = await _existing(conn, user_id)
         await sessions.logout(conn, user["id"], None, "global")
+        await audit.record(conn, "logout", user["id"], ip=ctx.ip, scope="global", by="admin")
 
 
 async def list_factors(ctx: Context, user_id: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import asyncpg
 import pyotp
 import segno
 
-from tuskbase.auth import errors, metrics, ratelimit, sessions, store, users
+from tuskbase.auth import audit, errors, metrics, ratelimit, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 from tuskbase.auth.user import current
@@ -126,6 +126,7 @@ async def verify(ctx: Context, claims: dict[str, Any], factor: str, body: dict[s
             raise errors.AuthError(422, "mfa_verification_failed", "Invalid TOTP code entered")
         await conn.execute(ACCEPT_CODE, factor_id, step)
         metrics.count("mfa_verified")
+        await audit.record(conn, "mfa_verified", user["id"], session_id=session_id, ip=ctx.ip, factor=str(factor_id))
         session = await conn.fetchrow(SELECT_SESSION, session_id, user["id"])
         if session is None:
             raise errors.AuthError(403, errors.SESSION_NOT_FOUND, "Session from session_id claim in JWT does not exist")
@@ -158,6 +159,8 @@ async def unenroll(ctx: Context, claims: dict[str, Any], factor: str) -> dict[st
         if row["status"] == "verified" and claims.get("aal") != "aal2":
             raise errors.AuthError(422, "insufficient_aal", "AAL2 required to unenroll verified factor")
         await conn.execute(DELETE_FACTOR, factor_id, user["id"])
+        await audit.record(conn, "mfa_unenrolled", user["id"], session_id=claims.get("session_id"), ip=ctx.ip,
+                           factor=str(factor_id))
     return {"id": str(factor_id)}
 
 

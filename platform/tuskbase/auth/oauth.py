@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import jwt
 
-from tuskbase.auth import errors, otp, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import audit, errors, otp, pkce, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json
 from tuskbase.config import Settings
@@ -289,6 +289,7 @@ async def link(conn: asyncpg.Connection, p: Provider, claims: dict[str, Any], us
     data = _identity_data(claims)
     await conn.execute(users.INSERT_IDENTITY, subject, user["id"], p.name, dump_json(data))
     await conn.execute(users.ADD_PROVIDER, user["id"], p.name)
+    await audit.record(conn, "identity_linked", user["id"], provider=p.name)
     email = data.get("email") if claims.get("email_verified") in (True, "true") else None
     if user["is_anonymous"]:
         if email and await users.by_email(conn, email.lower()) is not None:

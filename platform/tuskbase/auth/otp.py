@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 
-from tuskbase.auth import errors, mail, pkce, redirects, sessions, users
+from tuskbase.auth import audit, errors, mail, pkce, redirects, sessions, users
 from tuskbase.auth.context import Context
 from tuskbase.auth.store import dump_json
 
@@ -149,6 +149,7 @@ async def consume(conn: asyncpg.Connection, ctx: Context, verify_type: str, hash
             raise errors.AuthError(422, errors.EMAIL_EXISTS,
                                    "A user with this email address has already been registered") from None
         await conn.execute(UPDATE_EMAIL_IDENTITY, user_id, row["relates_to"])
+        await audit.record(conn, "email_changed", user_id, ip=ctx.ip, new=row["relates_to"])
         user = await users.by_id(conn, user_id)
         if user is not None and not await conn.fetchval(HAS_EMAIL_IDENTITY, user_id):
             await conn.execute(users.INSERT_IDENTITY, str(user_id), user_id, "email", dump_json(

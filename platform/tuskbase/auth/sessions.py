@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, metrics, users
+from tuskbase.auth import audit, errors, metrics, users
 from tuskbase.auth.store import dump_json
 from tuskbase.config import Settings
 from tuskbase.tokens import REQUEST_ROLES, Signer
@@ -218,6 +218,8 @@ async def sign_in(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
         raise errors.AuthError(400, errors.USER_BANNED, "User is banned")
     session_id, raw = await create(conn, user["id"], method, device)
     metrics.count("sign_in")
+    await audit.record(conn, "login", user["id"], session_id=session_id, ip=device.ip, method=method,
+                       device_id=device.device_id, platform=device.platform)
     user = await users.by_id(conn, user["id"])  # last_sign_in_at changed
     return await session_json(conn, settings, signer, user, session_id, raw, amr_entry(method))
 
@@ -246,6 +248,7 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
     timeout = settings.auth_session_inactivity_timeout
     if timeout and row["inactive"] > timeout:
         await conn.execute(REVOKE_SESSION_FAMILY, row["session_id"], "inactivity")
+        await audit.record(conn, "session_expired", row["user_id"], session_id=row["session_id"], ip=device.ip)
         return RefreshOutcome(error=errors.AuthError(
             400, errors.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired (Inactivity)"))
     amr = users.load_json(row["amr"]) or amr_entry("password")
@@ -254,6 +257,8 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
             # A rotated token came back long after its rotation: the chain leaked. Stop the whole session.
             await conn.execute(REVOKE_SESSION_FAMILY, row["session_id"], "refresh_token_reuse")
             metrics.count("refresh_reuse_detected")
+            await audit.record(conn, "token_reuse_detected", row["user_id"], session_id=row["session_id"],
+                               ip=device.ip)
             return RefreshOutcome(error=errors.AuthError(
                 400, errors.REFRESH_TOKEN_ALREADY_USED, "Invalid Refresh Token: Already Used"))
         # A concurrent refresh (two requests, flaky network): hand back the chain's current token.

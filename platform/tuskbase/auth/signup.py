@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuskbase.auth import errors, metrics, otp, passwords, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import audit, errors, metrics, otp, passwords, pkce, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 
 
@@ -33,6 +33,7 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
         user = await users.create(conn, email=email, password_hash=password_hash,
                                   email_confirmed=settings.auth_email_autoconfirm, user_metadata=data,
                                   confirmation_sent=not settings.auth_email_autoconfirm)
+        await audit.record(conn, "signup", user["id"], ip=ctx.ip, provider="email")
         if settings.auth_email_autoconfirm:
             return await sessions.sign_in(conn, settings, ctx.signer, user, "password", ctx.device)
         flow_id = await pkce.start(conn, challenge, "email", "email/signup", user_id=user["id"],
@@ -49,4 +50,5 @@ async def anonymous(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     await ratelimit.hit(ctx.pool, ctx.settings, "anonymous", ctx.ip, None)
     async with store.transaction(ctx.pool) as conn:
         user = await users.create(conn, anonymous=True, user_metadata=data)
+        await audit.record(conn, "signup", user["id"], ip=ctx.ip, provider="anonymous")
         return await sessions.sign_in(conn, ctx.settings, ctx.signer, user, "anonymous", ctx.device)

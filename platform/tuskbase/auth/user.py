@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import errors, metrics, otp, passwords, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import audit, errors, metrics, otp, passwords, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 
@@ -84,6 +84,7 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
                 raise errors.AuthError(422, errors.SAME_PASSWORD,
                                        "New password should be different from the old password.")
             await conn.execute(UPDATE_PASSWORD, user_id, new_hash)
+            await audit.record(conn, "password_changed", user_id, session_id=claims.get("session_id"), ip=ctx.ip)
             # A new password signs out every other device (the reason to change it may be a stolen one).
             current_session = claims.get("session_id")
             await sessions.logout(conn, user_id, uuid.UUID(current_session) if current_session else None, "others")
@@ -94,6 +95,8 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
                                        "A user with this email address has already been registered")
             if settings.auth_email_autoconfirm:
                 await conn.execute(SET_EMAIL, user_id, email)
+                await audit.record(conn, "email_changed", user_id, session_id=claims.get("session_id"), ip=ctx.ip,
+                                   old=user["email"], new=email)
                 await _ensure_email_identity(conn, user_id, email)
             else:
                 await conn.execute(SET_EMAIL_CHANGE, user_id, email)
@@ -154,6 +157,7 @@ async def logout(ctx: Context, claims: dict[str, Any], scope: str | None) -> Non
     async with store.transaction(ctx.pool) as conn:
         user = await current(conn, claims)
         await sessions.logout(conn, user["id"], uuid.UUID(session_id) if session_id else None, scope)
+        await audit.record(conn, "logout", user["id"], session_id=session_id, ip=ctx.ip, scope=scope)
     metrics.count("logout")
 
 
@@ -169,6 +173,8 @@ async def revoke_session(ctx: Context, claims: dict[str, Any], session_id: str) 
         user = await current(conn, claims)
         if not await sessions.revoke(conn, user["id"], target, "revoked_by_user"):
             raise errors.AuthError(404, errors.SESSION_NOT_FOUND, "Session not found")
+        await audit.record(conn, "session_revoked", user["id"], session_id=target, ip=ctx.ip, by="user",
+                           from_session=claims.get("session_id"))
     metrics.count("session_revoked")
 
 
@@ -186,4 +192,5 @@ async def unlink_identity(ctx: Context, claims: dict[str, Any], identity_id: str
         if counts["count"] <= 1:
             raise errors.AuthError(422, "single_identity_not_deletable", "User must have at least 1 identity")
         provider = await conn.fetchval(DELETE_IDENTITY, target, user["id"])
+        await audit.record(conn, "identity_unlinked", user["id"], ip=ctx.ip, provider=provider)
         await conn.execute(REFRESH_PROVIDERS, user["id"], provider)
