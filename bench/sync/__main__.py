@@ -294,7 +294,8 @@ def main() -> None:
     connections = int(os.environ.get("BENCH_CLIENTS", "32"))
     only = set(filter(None, os.environ.get("BENCH_ONLY", "feed,latency,first,empty").split(",")))
     with database() as (_server, url):
-        settings = Settings(database_url=url, jwt_secret=JWT_SECRET)
+        settings = Settings(database_url=url, jwt_secret=JWT_SECRET,
+                            sync_feed_batch=int(os.environ.get("TUSKBASE_SYNC_FEED_BATCH", "10000")))
         if "feed" in only:
             feed_throughput(url, settings, changes)
         if "latency" in only:

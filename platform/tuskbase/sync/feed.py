@@ -47,6 +47,7 @@ PUBLICATION = "tuskbase_sync"
 CHANNEL = "tuskbase_sync"
 LEADER_LOCK = 0x73796E63  # "sync"
 HEARTBEAT_SECONDS = 10.0
+MAX_BATCH_GROWTH = 64  # a backlog is read in batches of up to 64 x sync_feed_batch changes
 MARK_SECONDS = 0.5  # at most this often a batch marks itself (see `_mark`): one more peek and advance each time
 FETCH_CHUNK = 5000
 
@@ -145,6 +146,7 @@ class Feed:
         self.idle_since = time.monotonic()
         self.pruned_at = 0.0
         self.snapshots = True
+        self.batch_size = settings.sync_feed_batch
         self.marked_at = 0.0
         self.keys = {}
         self.decoder = Decoder(self._key_columns)
@@ -220,7 +222,7 @@ class Feed:
             transactions = 0
             with reader.transaction(), reader.cursor(name="tuskbase_feed_peek", binary=True) as peek, \
                     conn.cursor() as cursor:
-                peek.execute(PEEK, (self.slot, self.settings.sync_feed_batch, PUBLICATION))
+                peek.execute(PEEK, (self.slot, self.batch_size, PUBLICATION))
                 chunk = peek.fetchmany(FETCH_CHUNK)
                 if not chunk:
                     return None
@@ -287,6 +289,18 @@ class Feed:
                          error.diag.message_primary or error)
                 self.snapshots = False
 
+    def _adapt(self, batch: Batch | None) -> None:
+        """Grow the batch while the slot has a backlog, back to `sync_feed_batch` when it is caught up.
+
+        Every peek decodes from the slot's restart point, which only moves past a running-xacts record: in a
+        backlog written faster than those are logged, many small peeks would decode the same WAL over and over.
+        """
+        base = self.settings.sync_feed_batch
+        if batch is not None and batch.changes >= self.batch_size:
+            self.batch_size = min(self.batch_size * 4, base * MAX_BATCH_GROWTH)
+        else:
+            self.batch_size = base
+
     def advance(self, batch: Batch) -> None:
         """Step 5: the slot forgets what is now safely in `sync.changes`."""
         assert self.conn is not None
@@ -296,6 +310,7 @@ class Feed:
         batch = self.persist()
         if batch is not None:
             self.advance(batch)
+        self._adapt(batch)
         return batch
 
     def prune(self) -> tuple[int, int]:
