@@ -143,12 +143,14 @@ async def live(base: str, url: str, users: list[uuid.UUID], lists: list[str], sq
         for c in clients:
             c.pokes = 0
         writes = 0
+        notifies_before = len(notified)
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             await writer.execute(insert, square)
             writes += 1
         await asyncio.sleep(1.0)  # the last batches reach everyone
         elapsed = time.perf_counter() - t0
+        batches = len(notified) - notifies_before
         delivered = sum(c.pokes for c in clients)
         last_poke = max(c.last_at for c in clients)
         window = max(last_poke - t0, seconds)
@@ -161,6 +163,7 @@ async def live(base: str, url: str, users: list[uuid.UUID], lists: list[str], sq
         "feed_p50": statistics.median(feed_part) if feed_part else float("nan"), "samples": len(latencies),
         "missed": missed, "wrong": wrong, "pokes": delivered, "pokes_per_s": delivered / window,
         "writes_per_s": writes / seconds, "per_client": delivered / len(clients), "elapsed": elapsed,
+        "batches": batches,
     }
 
 
@@ -269,8 +272,9 @@ def main(argv: list[str] | None = None) -> None:
           f"ceiling: bare pg_notify to LISTEN p50 {bare['p50'] * ms:5.2f} ms  p99 {bare['p99'] * ms:5.2f} ms  "
           f"(bare/ours p50 {bare['p50'] / result['p50']:.3f})")
     print(f"pokes delivered {result['pokes_per_s']:9.0f} /s  ({result['writes_per_s']:.0f} writes/s visible to "
-          f"all, {result['per_client']:.0f} pokes per client); ceiling: bare WebSocket broadcast "
-          f"{ceiling:9.0f} msgs/s; ours/ceiling {result['pokes_per_s'] / ceiling:.2f}")
+          f"all, {result['batches']} feed batches, {result['per_client']:.0f} pokes per client)\n"
+          f"  ceiling: bare WebSocket broadcast {ceiling:9.0f} msgs/s; ours/ceiling "
+          f"{result['pokes_per_s'] / ceiling:.2f}")
 
 
 if __name__ == "__main__":
