@@ -136,6 +136,9 @@ def stop_on_signals() -> None:
     """
 
     def request_stop(_signum: int, _frame: object) -> None:
+        # Further signals must not interrupt the cleanup this one starts (it has its own time limits).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise StopRequested
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -200,6 +203,8 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
         wait_ready(settings, children)
         print_banner(settings, time.monotonic() - started)
         return supervise(children)
+    except StopRequested:
+        return 0  # Ctrl-C while starting is as normal a way to end `dev` as Ctrl-C once it runs
     finally:
         stop_children(children)
         if server is not None:
