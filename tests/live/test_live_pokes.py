@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 
-from tests.live.conftest import listen, live_url
+from tests.live.conftest import listen, live_url, refused
 
 
 async def write(admin, sql: str, *params) -> float:
@@ -163,5 +163,32 @@ def test_rows_leaving_a_users_view_poke_the_devices_that_hold_them(api, admin, r
         assert [seq for _, seq in bob_phone.pokes() if seq > start] == [moved, removed]
         await bob_phone.close()
         await alice_phone.close()
+
+    asyncio.run(scenario())
+
+
+def test_reconnecting_with_a_pull_cursor_or_a_watermelon_timestamp_catches_up(api, admin, running_feed):
+    bob = uuid.uuid4()
+    own = make_list(admin, bob, "bob's")
+    persisted(admin, 1)
+    headers = api.headers(api.user_token(bob))
+    cursor = httpx.post(api.url + "/sync/v1/pull", headers=headers, json={"client_id": "bob-tablet"},
+                        timeout=30).json()["cursor"]
+    timestamp = httpx.get(api.url + "/sync/v1/watermelon", headers=headers, params={"schema_version": "1"},
+                          timeout=30).json()["timestamp"]
+    admin.execute("update public.lists set title = 'renamed while away' where id = %s", (own,))
+    now = persisted(admin, 2)
+
+    async def scenario() -> None:
+        base = live_url(api, api.user_token(bob))
+        for how in (f"&client_id=bob-tablet&cursor={cursor}", f"&last_pulled_at={timestamp}"):
+            listener = await listen("bob", base + how)
+            _, caught_up = await next_poke(listener, 0)
+            assert caught_up >= now, how
+            await listener.close()
+        messages, code = await refused(base + f"&client_id=someone-else&cursor={cursor}")
+        assert code == 4400 and messages[0]["code"] == "bad_request"
+        messages, code = await refused(base + "&last_pulled_at=123456789")
+        assert code == 4400
 
     asyncio.run(scenario())

@@ -360,3 +360,32 @@ class LiveHub:
                 keys.append(upserted)
                 count += changed
         return Batch(False, tables, keys, count, changed_total)
+
+
+async def start_position(pool: asyncpg.Pool, claims: dict[str, Any], params: Any) -> int | None:
+    """The feed position a reconnecting client last saw, from whichever it holds: `seq` (the last poke's),
+    `cursor` with `client_id` (its last /sync/v1/pull cursor) or `last_pulled_at` (its WatermelonDB timestamp).
+    None: start from the current position. Raises ValueError on a bad value. A position is not secret: what
+    it leads to is checked under the user's own RLS."""
+    from tuskbase.sync import watermelon
+    from tuskbase.sync.errors import SyncError
+    from tuskbase.sync.pull import Cursor
+
+    raw_seq = params.get("seq")
+    if raw_seq is not None:
+        if not (raw_seq.isascii() and raw_seq.isdigit() and len(raw_seq) < 19):
+            raise ValueError("seq must be a non-negative whole number")
+        return int(raw_seq)
+    try:
+        if params.get("cursor"):
+            return Cursor.decode(params.get("cursor"), params.get("client_id") or "").seq
+        if params.get("last_pulled_at") not in (None, "", "null"):
+            last = watermelon.parse_pull({"last_pulled_at": params.get("last_pulled_at")})[0]
+            if last is None:
+                return None
+            client_id, cursor = await watermelon.resolve(pool, claims, last)
+            return Cursor.decode(cursor, client_id).seq if cursor else None
+    except SyncError as error:
+        raise ValueError(error.message) from None
+    return None
+

@@ -2,7 +2,9 @@
 
 Authentication: the user's access token in `Authorization: Bearer` or, for clients that cannot set headers on a
 WebSocket (browsers), the `access_token` query parameter; the project key in `apikey` (header or parameter).
-`seq` (optional parameter): the feed position the client last saw; what it missed since is checked at once.
+Catching up: the position the client last saw, as `seq` (the last poke's), `cursor` + `client_id` (its last
+/sync/v1/pull cursor) or `last_pulled_at` (its WatermelonDB timestamp); what it missed since is checked at once
+and answered with a poke if it may see any of it. None of them: the client starts from the current position.
 
 Server -> client (JSON text frames): `{"type": "ready", "seq": N}` once, then `{"type": "poke", "seq": N}`
 whenever data the user may see changed (several changes may make one poke), `{"type": "pong"}`, and
@@ -28,7 +30,7 @@ from litestar import Litestar, WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from tuskbase import db
-from tuskbase.sync.live import LimitReached, LiveHub, NotReady, Subscriber
+from tuskbase.sync.live import LimitReached, LiveHub, NotReady, Subscriber, start_position
 from tuskbase.tokens import TokenError
 
 CLOSE_TOKEN = 4001
@@ -81,12 +83,16 @@ async def live_socket(socket: WebSocket) -> None:
     except TokenError as error:
         await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
         return
-    raw_seq = socket.query_params.get("seq")
-    if raw_seq is not None and not (raw_seq.isascii() and raw_seq.isdigit() and len(raw_seq) < 19):
-        await _refuse(socket, CLOSE_BAD_REQUEST, "bad_request", "seq must be a non-negative whole number")
+    try:
+        seq = await start_position(state.pool, claims, socket.query_params)
+    except ValueError as error:
+        await _refuse(socket, CLOSE_BAD_REQUEST, "bad_request", str(error))
+        return
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        await _refuse(socket, CLOSE_TRY_AGAIN, "not_ready", f"the database is unavailable: {error}")
         return
     try:
-        subscriber = hub.subscribe(claims, claims_json, None if raw_seq is None else int(raw_seq))
+        subscriber = hub.subscribe(claims, claims_json, seq)
     except LimitReached as error:
         await _refuse(socket, CLOSE_LIMIT, "too_many_connections", str(error))
         return

@@ -213,7 +213,7 @@ def _migration_ok(migration: Any) -> bool:
                     for c in migration.get("columns", [])))
 
 
-async def _resolve(pool: Any, claims: dict[str, Any], last_pulled_at: int | None) -> tuple[str, str | None]:
+async def resolve(pool: Any, claims: dict[str, Any], last_pulled_at: int | None) -> tuple[str, str | None]:
     """The engine client and cursor behind a timestamp (a new client on a first pull)."""
     if last_pulled_at is None:
         return "wmelon-" + secrets.token_urlsafe(18), None
@@ -238,7 +238,7 @@ async def _remember(pool: Any, client_id: str, cursor: str | None, presented: in
 
 async def pull(pool: Any, claims: dict[str, Any], claims_json: str, params: Any, settings: Settings) -> PullAnswer:
     last_pulled_at, migration, limit = parse_pull(params)
-    client_id, cursor = await _resolve(pool, claims, last_pulled_at)
+    client_id, cursor = await resolve(pool, claims, last_pulled_at)
     tables = syncable(await _catalog(pool, settings))
     names = sorted(tables)
 
@@ -333,7 +333,7 @@ def parse_push(params: Any, body: Any) -> tuple[int, dict[str, Any]]:
 async def push(pool: Any, claims: dict[str, Any], claims_json: str, params: Any, body: Any,
                settings: Settings) -> bytes:
     last_pulled_at, changes = parse_push(params, body)
-    client_id, cursor = await _resolve(pool, claims, last_pulled_at)
+    client_id, cursor = await resolve(pool, claims, last_pulled_at)
     tables = syncable(await _catalog(pool, settings))
     rows = _translate(tables, changes)
     await _apply_server_rules(pool, claims, claims_json, tables, rows)
