@@ -37,28 +37,38 @@ def dev_env(workdir: Path, **extra: str) -> dict[str, str]:
 
 
 def tuskbase(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tuskbase.cli", *args], env=env, cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Output goes to a file the test can read while the process runs (a pipe would need a reader thread).
+    output = open(cwd / f"output-{time.monotonic_ns()}.txt", "w+")  # noqa: SIM115 (closed by output_of)
+    process = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", *args], env=env, cwd=cwd, text=True,
+                               stdout=output, stderr=subprocess.STDOUT)
+    process.output = output  # type: ignore[attr-defined]
+    return process
+
+
+def output_of(process: subprocess.Popen[str]) -> str:
+    process.output.seek(0)  # type: ignore[attr-defined]
+    return process.output.read()  # type: ignore[attr-defined]
 
 
 def wait_ready(env: dict[str, str], process: subprocess.Popen[str]) -> float:
+    """Seconds until /ready answers 200 and `dev` has printed its banner."""
     started = time.monotonic()
     url = f"http://127.0.0.1:{env['TUSKBASE_PORT']}/ready"
     while time.monotonic() - started < READY_WITHIN:
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, output_of(process)
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200 and "Press Ctrl-C" in output_of(process):
                 return time.monotonic() - started
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"/ready did not answer 200 within {READY_WITHIN}s")
+    raise AssertionError(f"/ready did not answer 200 within {READY_WITHIN}s:\n{output_of(process)}")
 
 
 def interrupt(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
-    return out
+    process.wait(timeout=30)
+    return output_of(process)
 
 
 def port_open(port: int) -> bool:
@@ -92,8 +102,8 @@ def test_dev_starts_everything_and_keeps_data_across_runs(workdir):
 
 def run_to_end(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
     process = tuskbase(*args, env=env, cwd=cwd)
-    out, _ = process.communicate(timeout=60)
-    return process.returncode, out.strip()
+    process.wait(timeout=60)
+    return process.returncode, output_of(process).strip()
 
 
 def test_bad_setting_is_one_line(workdir):
