@@ -7,6 +7,7 @@ that only call our URLs. Server-side writes go through a superuser connection (a
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -220,3 +221,36 @@ def test_a_cursor_older_than_the_kept_history_is_answered_with_a_replacement(api
     assert set(todos) == {milk, tea, offline}  # ... yet the replacement drops it; the offline todo is pushed
     assert server_todos(admin, groceries) == {milk: ("milk", False), tea: ("tea", False),
                                               offline: ("written offline", False)}
+
+
+def test_a_device_on_the_live_channel_syncs_when_poked_and_only_then(api, admin, running_feed, devices):
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    groceries = make_list(admin, alice)
+    make_list(admin, bob, "bob's")
+    settle(admin)
+    for device, user in (("phone", alice), ("tablet", alice), ("bob", bob)):
+        devices.open(device, api.user_token(user))
+        devices.sync(device)
+    devices.call("live", device="phone")
+    devices.call("live", device="bob")
+
+    # The tablet adds a todo and syncs; the phone learns of it by itself (poke -> synchronize), Bob does not.
+    added = devices.call("create", device="tablet", table="todos",
+                         fields={"list_id": groceries, "title": "from the tablet", "done": False})["id"]
+    devices.sync("tablet")
+    deadline = time.monotonic() + 10
+    while added not in devices.records("phone", "todos"):
+        assert time.monotonic() < deadline, devices.call("liveStatus", device="phone")
+        time.sleep(0.05)
+    phone = devices.call("liveStatus", device="phone")
+    assert phone["pokes"] >= 1 and phone["syncs"] >= 1 and not phone["errors"]
+    # A change Bob may see pokes him, and his poke comes after (not before) the tablet's: none was his.
+    admin.execute("insert into public.lists (owner_id, title) values (%s, 'bob again')", (bob,))
+    deadline = time.monotonic() + 10
+    while devices.call("liveStatus", device="bob")["syncs"] < 1:
+        assert time.monotonic() < deadline, devices.call("liveStatus", device="bob")
+        time.sleep(0.05)
+    assert devices.call("liveStatus", device="bob")["pokes"] == 1
+    assert len(devices.records("bob", "lists")) == 2
+    devices.call("unlive", device="phone")
+    devices.call("unlive", device="bob")

@@ -16,6 +16,10 @@
 //   resume {}
 //   records {table} -> [raw]                  local records, including _status and _changed
 //   unsynced {} -> bool                       hasUnsyncedChanges()
+//   live {}                                   hold a /sync/v1/live WebSocket; each poke runs a sync (queued
+//                                             like any command of the device), as an app would
+//   liveStatus {} -> {ready, pokes, syncs, errors}
+//   unlive {}
 const readline = require('readline')
 const crypto = require('crypto')
 
@@ -23,9 +27,11 @@ const { Database, Model, appSchema, tableSchema } = require('@nozbe/watermelondb
 const LokiJSAdapter = require('@nozbe/watermelondb/adapters/lokijs').default
 const { schemaMigrations, addColumns } = require('@nozbe/watermelondb/Schema/migrations')
 const { synchronize, hasUnsyncedChanges } = require('@nozbe/watermelondb/sync')
+const { getLastPulledAt } = require('@nozbe/watermelondb/sync/impl')
 const { setGenerator } = require('@nozbe/watermelondb/utils/common/randomId')
 const { LokiMemoryAdapter } = require('lokijs')
 const logger = require('@nozbe/watermelondb/utils/common/logger').default
+const WebSocket = require('ws')
 
 // Postgres keys are uuids: records created offline get one too.
 setGenerator(() => crypto.randomUUID())
@@ -191,6 +197,33 @@ async function sync(device, { limit, pauseBeforePush }, answerPaused) {
   return { pulls, pushes }
 }
 
+function live(device) {
+  // Catch up from the device's last pull: its WatermelonDB timestamp leads to its place in the feed.
+  return getLastPulledAt(device.database).then((last) => new Promise((resolve, reject) => {
+    const params = new URLSearchParams({ apikey: device.apikey, access_token: device.token })
+    if (last) {
+      params.set('last_pulled_at', String(last))
+    }
+    const socket = new WebSocket(`${device.url.replace(/^http/, 'ws')}/sync/v1/live?${params}`)
+    const status = { ready: null, pokes: 0, syncs: 0, errors: [] }
+    device.live = { socket, status }
+    socket.on('message', (data) => {
+      const message = JSON.parse(String(data))
+      if (message.type === 'ready') {
+        status.ready = message.seq
+        resolve({ ready: message.seq })
+      } else if (message.type === 'poke') {
+        status.pokes += 1
+        enqueue({ device: device.name, op: 'sync' }, () => sync(device, {}, () => {})).then(
+          () => { status.syncs += 1 },
+          (error) => { status.errors.push(String(error.message || error)) },
+        )
+      }
+    })
+    socket.on('error', reject)
+  }))
+}
+
 async function records(device, table) {
   const all = await device.database.get(table).query().fetch()
   const deleted = await device.database.adapter.getDeletedRecords(table)
@@ -254,6 +287,16 @@ async function handle(message, reply) {
     }
     case 'records':
       return records(device, message.table)
+    case 'live':
+      return live(device)
+    case 'liveStatus':
+      return device.live ? { ...device.live.status } : null
+    case 'unlive':
+      if (device.live) {
+        device.live.socket.close()
+        device.live = null
+      }
+      return null
     case 'unsynced':
       return hasUnsyncedChanges({ database: device.database })
     default:
