@@ -1,4 +1,5 @@
-"""The live channel, `/sync/v1/live`: a WebSocket that pokes a client with the feed's seq when it should pull.
+"""The live channel, `/sync/v1/live`: a WebSocket (or, for a GET, Server-Sent Events: see `live_events`) that
+pokes a client with the feed's seq when it should pull.
 
 Authentication: the user's access token in `Authorization: Bearer` or, for clients that cannot set headers on a
 WebSocket (browsers), the `access_token` query parameter; the project key in `apikey` (header or parameter).
@@ -26,12 +27,19 @@ import time
 from typing import Any
 
 import asyncpg
-from litestar import Litestar, WebSocket, websocket
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.response import Stream
 
 from tuskbase import db
+from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
 from tuskbase.sync.live import LimitReached, LiveHub, NotReady, Subscriber, start_position
 from tuskbase.tokens import TokenError
+
+TOO_MANY = ("SYNC130", 429)  # live connection limit reached (this module's; to be folded into errors.py)
+UNAVAILABLE = ("SYNC131", 503)  # the live channel is not listening yet
+SSE_KEEPALIVE_SECONDS = 15.0
 
 CLOSE_TOKEN = 4001
 CLOSE_OTHER_USER = 4003
@@ -65,21 +73,13 @@ async def _refuse(socket: WebSocket, code: int, error: str, message: str) -> Non
         await socket.close(code=code, reason=error)
 
 
-def _identity(socket: WebSocket) -> tuple[str | None, str | None]:
-    params = socket.query_params
-    authorization = socket.headers.get("authorization")
-    if not authorization and params.get("access_token"):
-        authorization = f"Bearer {params.get('access_token')}"
-    return socket.headers.get("apikey") or params.get("apikey"), authorization
-
-
 @websocket("/sync/v1/live")
 async def live_socket(socket: WebSocket) -> None:
     state = socket.app.state
     hub: LiveHub = state.live
     await socket.accept()
     try:
-        claims, claims_json = state.claims.from_headers(*_identity(socket))
+        claims, claims_json = state.claims.from_headers(*_identity_of(socket))
     except TokenError as error:
         await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
         return
@@ -167,6 +167,76 @@ async def _read(socket: WebSocket, hub: LiveHub, subscriber: Subscriber, send: A
                         "message": 'expected {"type": "ping"} or {"type": "token", "token": ...}'})
 
 
-ROUTES = [live_socket]
+def _identity_of(connection: WebSocket | Request) -> tuple[str | None, str | None]:
+    params = connection.query_params
+    authorization = connection.headers.get("authorization")
+    if not authorization and params.get("access_token"):
+        authorization = f"Bearer {params.get('access_token')}"
+    return connection.headers.get("apikey") or params.get("apikey"), authorization
+
+
+@get("/sync/v1/live", include_in_schema=False)
+async def live_events(request: Request) -> Response[bytes] | Stream:
+    """The same channel as Server-Sent Events, for clients without WebSockets (`EventSource`): events `ready`,
+    `poke` (each with `id: <seq>`, so a browser reconnecting sends `Last-Event-ID` and catches up) and `error`;
+    a comment every 15 s keeps proxies from closing an idle stream. Refusals are JSON errors (401, 400, 429,
+    503) before the stream starts."""
+    state = request.app.state
+    hub: LiveHub = state.live
+    try:
+        try:
+            claims, claims_json = state.claims.from_headers(*_identity_of(request))
+        except TokenError as error:
+            raise SyncError(UNAUTHORIZED, str(error)) from None
+        params = dict(request.query_params)
+        last_event = request.headers.get("last-event-id")
+        if last_event and not any(params.get(k) for k in ("seq", "cursor", "last_pulled_at")):
+            params["seq"] = last_event
+        try:
+            seq = await start_position(state.pool, claims, params)
+        except ValueError as error:
+            raise SyncError(BAD_REQUEST, str(error)) from None
+        try:
+            subscriber = hub.subscribe(claims, claims_json, seq)
+        except LimitReached as error:
+            raise SyncError(TOO_MANY, str(error)) from None
+        except NotReady as error:
+            raise SyncError(UNAVAILABLE, str(error)) from None
+    except SyncError as error:
+        return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=MediaType.JSON)
+    return Stream(_events(hub, subscriber), media_type="text/event-stream",
+                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+def _event(kind: str, body: dict[str, Any], seq: int | None = None) -> bytes:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(body)}\n\n".encode()
+
+
+async def _events(hub: LiveHub, subscriber: Subscriber) -> Any:
+    try:
+        yield _event("ready", {"type": "ready", "seq": subscriber.poked}, subscriber.poked)
+        while True:
+            remaining = subscriber.expires_at - time.time()
+            if remaining <= 0:
+                yield _event("error", {"type": "error", "code": "token_expired",
+                                       "message": "the access token expired; reconnect with a new one"})
+                return
+            try:
+                await asyncio.wait_for(subscriber.wake.wait(), timeout=min(remaining, SSE_KEEPALIVE_SECONDS))
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            subscriber.wake.clear()
+            if hub.closing:
+                yield _event("error", {"type": "error", "code": "shutting_down",
+                                       "message": "the server is stopping; reconnect"})
+                return
+            yield _event("poke", {"type": "poke", "seq": subscriber.poked}, subscriber.poked)
+    finally:
+        hub.unsubscribe(subscriber)
+
+
+ROUTES = [live_socket, live_events]
 STARTUP = [start_live]
 SHUTDOWN = [stop_live]
