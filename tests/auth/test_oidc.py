@@ -153,3 +153,16 @@ def test_link_and_unlink_keep_accounts_apart(api, oidc, client, auth_url):
         after = app.get_user().user
         assert [i.provider for i in after.identities] == ["email"] and after.app_metadata["providers"] == ["email"]
     assert client.get_user(ada.access_token).user.email == "ada@example.com"
+
+
+def test_form_post_callback(api, oidc):
+    """Providers using response_mode=form_post (Apple) post code and state to /callback."""
+    with make_client(api, flow_type="pkce") as app:
+        start = app.sign_in_with_oauth({"provider": "keycloak", "options": {"redirect_to": "myapp://callback"}})
+        to_provider = httpx.get(api.url + urlsplit(start.url).path + "?" + urlsplit(start.url).query)
+        back = urlsplit(httpx.get(to_provider.headers["location"]).headers["location"])
+        form = {key: values[0] for key, values in parse_qs(back.query).items()}  # code and state
+        posted = httpx.post(f"{api.url}{back.path}", data=form)
+        assert posted.status_code == 303
+        code = parse_qs(urlsplit(posted.headers["location"]).query)["code"][0]
+        assert app.exchange_code_for_session({"auth_code": code}).user.email == "ada@example.com"

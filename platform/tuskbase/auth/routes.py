@@ -230,6 +230,15 @@ async def callback_route(request: Request) -> Response[Any]:
     return Redirect(location, status_code=302)
 
 
+@post("/callback", status_code=303)
+async def callback_form_route(request: Request) -> Response[Any]:
+    """Providers answering with `response_mode=form_post` (Sign in with Apple when asking for name or email)."""
+    ctx = of(request)
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    location = await oauth.callback(ctx, {**dict(request.query_params), **form})
+    return Redirect(location, status_code=303)
+
+
 @post("/factors")
 async def enroll_factor_route(request: Request) -> Response[bytes]:
     ctx = of(request)
@@ -389,6 +398,7 @@ ROUTES: list[Any] = [
             settings_route, health_route, jwks_route, signup_route, token_route, logout_route, get_user_route,
             update_user_route, list_sessions_route, revoke_session_route, otp_route, magiclink_route,
             recover_route, resend_route, verify_route, verify_link_route, authorize_route, callback_route,
+            callback_form_route,
             admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
             admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
             enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
