@@ -78,6 +78,13 @@ def test_refresh_updates_last_seen_and_app_version(api, auth_url, admin):
     assert row == ("1.5.0", True)
 
 
+def test_get_user_marks_the_device_as_seen(client, admin):
+    session = client.sign_up({"email": "ada@example.com", "password": PASSWORD}).session
+    admin.execute("update auth.sessions set last_seen_at = now() - interval '2 days'")
+    client.get_user(session.access_token)
+    assert admin.execute("select now() - last_seen_at < interval '1 minute' from auth.sessions").fetchone()[0]
+
+
 def test_tokens_without_a_session_are_refused_by_the_helper(api, database):
     claims = api.signer.verify(api.user_token(uuid.uuid4()))
     assert session_is_active(database, claims)[0] is False

@@ -22,6 +22,7 @@ SET_EMAIL_CHANGE = "update auth.users set email_change = $2, updated_at = now() 
 HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
 SCOPES = ("global", "local", "others")
 RECENT_SIGN_IN = 24 * 3600  # a session this young may change the password without reauthenticating
+SEEN = "update auth.sessions set last_seen_at = now() where id = $1 and last_seen_at < now() - interval '5 minutes'"
 SESSION_AGE = "select extract(epoch from now() - created_at) from auth.sessions where id = $1"
 COUNT_IDENTITIES = """
 select count(*), count(*) filter (where id = $2) as mine from auth.identities where user_id = $1
@@ -51,7 +52,11 @@ async def current(conn: asyncpg.Connection, claims: dict[str, Any]) -> asyncpg.R
 
 async def get(ctx: Context, claims: dict[str, Any]) -> dict[str, Any]:
     async with store.transaction(ctx.pool) as conn:
-        return users.to_json(await current(conn, claims))
+        user = await current(conn, claims)
+        if claims.get("session_id"):
+            # Apps call GET /user when they start: the device list shows it, at most one write per 5 minutes.
+            await conn.execute(SEEN, uuid.UUID(str(claims["session_id"])))
+        return users.to_json(user)
 
 
 def merge_metadata(old: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
