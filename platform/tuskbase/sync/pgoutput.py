@@ -7,10 +7,11 @@ Why version 1: the SQL interface returns whole transactions anyway (decoding sto
 streaming in-progress transactions (versions 2-4) would only add bookkeeping for aborts; a large transaction
 is instead read through a server-side cursor in chunks (see feed.py).
 
-Values arrive in their text form; `Decoder` turns each row into a JSON object text whose numbers, booleans
-and json columns are JSON values and everything else JSON strings, so the change log stores real jsonb.
-An update whose new tuple marks a TOASTed column as unchanged (`u`) takes the value from the old tuple,
-which REPLICA IDENTITY FULL always sends complete.
+Values arrive in their text form; `Decoder` turns the primary key (and, with `rows=True`, the whole row) into a
+JSON object text whose numbers, booleans and json columns are JSON values and everything else JSON strings.
+An update lists the columns whose value changed: a TOASTed column the update did not touch arrives as
+"unchanged" (`u`) and is not counted; with `rows=True` its value is taken from the old tuple, which REPLICA
+IDENTITY FULL always sends complete.
 
 Format reference: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 """
@@ -95,10 +96,14 @@ class Decoder:
     record lies before it (they were persisted by an earlier run).
     """
 
-    def __init__(self, key_columns: Callable[[int], list[str] | None] = lambda _relid: None) -> None:
+    def __init__(self, key_columns: Callable[[int], list[str] | None] = lambda _relid: None,
+                 rows: bool = False) -> None:
         # REPLICA IDENTITY FULL flags every column as key in Relation messages: the primary key comes from
         # the catalog instead (`key_columns(relid)`), the flags only when it has none.
         self.key_columns = key_columns
+        # Row images are optional: the feed does not keep them (a pull always reads rows under RLS, and a merge
+        # needs only which columns changed), so it skips their cost.
+        self.rows = rows
         self.relations: dict[int, Relation] = {}
         self.current: Transaction | None = None
         self.skipping = False
@@ -192,7 +197,8 @@ class Decoder:
                     new[index] = old[index]
                 elif value != old[index]:
                     cols.append(relation.columns[index])
-        tx.changes.append(Change(relid, chr(kind), _key(relation, new), _row(relation, new), cols))
+        row = _row(relation, new) if self.rows else None
+        tx.changes.append(Change(relid, chr(kind), _key(relation, new), row, cols))
 
     def _truncate(self, data: bytes) -> None:
         count = _I32.unpack_from(data, 1)[0]

@@ -69,10 +69,21 @@ insert into sync.client_rows as r (client_id, tbl, key, version, pull_no, pushed
 select $1, t, k, null, $2, p from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, p)
 on conflict (client_id, tbl, key) do update set pushed = excluded.pushed
 """
-BASE_IMAGE = """
-select row::text from sync.changes
-where xid = $3 and tbl = $1 and key = $2::jsonb and row is not null
-order by seq desc limit 1
+# What the server changed in a row since the version a client holds: the log entries of that row after the one
+# that wrote the client's version (found by its transaction id), their transaction ids (the current version
+# must be among them, else the feed has not logged everything yet), the union of the columns their updates
+# changed, and whether anything other than an update (a delete and re-insert) happened.
+SINCE_BASE = """
+with base as (
+  select seq from sync.changes where xid = $3 and tbl = $1 and key = $2::jsonb order by seq desc limit 1
+), after as (
+  select c.op, c.cols, c.xid from sync.changes c, base
+  where c.seq > base.seq and c.tbl = $1 and c.key = $2::jsonb
+)
+select (select seq from base),
+       coalesce((select array_agg(distinct xid) from after), '{}'),
+       coalesce((select array_agg(distinct col) from after, unnest(after.cols) col), '{}'),
+       exists (select 1 from after where op <> 'U')
 """
 
 
@@ -177,33 +188,20 @@ async def push(
     given = Cursor.decode(cursor, client_id) if cursor else None
     async with pool.acquire() as conn:
         refused: list[dict[str, Any]] = []
-        try:
-            async with conn.transaction():
-                await conn.execute(BEGIN, claims_json, client_id)
-                catalog = await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
-                # Conflict rules are read fresh (the cached catalog may be a second old).
-                rules = {tbl: (rule, fn) for tbl, rule, fn in await conn.fetch(RULES)}
-                rows = _parse(catalog, changes, settings.sync_push_max_rows)
-                for row in rows:
-                    row.rule, row.resolver = rules.get(row.table.id, (row.table.conflict, row.table.resolver))
-                pull_no = await _client(conn, client_id, claims)
-                replay = await conn.fetchrow(REPLAY, client_id, mutation_id)
-                if replay is not None:
-                    return PushResult(replay[0], replay[1].encode())
-                # The pull whose versions the client holds: its last, unless that answer was lost.
-                undone = pull_no if given is not None and given.pull_no == pull_no - 1 else -1
-                session = _Session(conn, claims["role"])
-                written = await _apply(session, client_id, rows, undone, given, refused)
-                if refused:
-                    raise _Rollback
-                conn = await session.as_service()
-                body = json.dumps({"applied": True, "rows": len(rows), "mutation_id": mutation_id})
-                if written[0]:
-                    await conn.execute(RECORD_PUSHED, client_id, pull_no, *written)
-                stored = await conn.fetchval(REMEMBER, client_id, mutation_id, 200, body)
-                return PushResult(200, stored.encode())
-        except _Rollback:
-            pass
+        # First without savepoints: rows written by a subtransaction would carry its id as xmin, not the id the
+        # change log records, and merges compare the two. A database error aborts that attempt; the second
+        # attempt applies each row in a savepoint to name every refused row, and is rolled back.
+        for savepoints in (False, True):
+            refused = []
+            try:
+                result = await _attempt(conn, claims, claims_json, client_id, mutation_id, given, changes, settings,
+                                        refused, savepoints)
+            except _Rollback:
+                break
+            except _Diagnose as diagnosis:
+                refused = [diagnosis.refusal]
+                continue
+            return result
         error = SyncError(REFUSED, f"push refused: {len(refused)} row(s) cannot be applied; nothing was written",
                           {"refused": refused, "mutation_id": mutation_id})
         body = json.dumps(error.to_json())
@@ -217,8 +215,46 @@ async def push(
         return PushResult(error.status, stored.encode(), refused)
 
 
+async def _attempt(conn: Any, claims: dict[str, Any], claims_json: str, client_id: str, mutation_id: str,
+                   given: Cursor | None, changes: Any, settings: Settings, refused: list[dict[str, Any]],
+                   savepoints: bool) -> PushResult:
+    """One transaction applying the push; raises _Rollback (refused rows) or _Diagnose (a database error)."""
+    async with conn.transaction():
+        await conn.execute(BEGIN, claims_json, client_id)
+        catalog = await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
+        # Conflict rules are read fresh (the cached catalog may be a second old).
+        rules = {tbl: (rule, fn) for tbl, rule, fn in await conn.fetch(RULES)}
+        rows = _parse(catalog, changes, settings.sync_push_max_rows)
+        for row in rows:
+            row.rule, row.resolver = rules.get(row.table.id, (row.table.conflict, row.table.resolver))
+        pull_no = await _client(conn, client_id, claims)
+        replay = await conn.fetchrow(REPLAY, client_id, mutation_id)
+        if replay is not None:
+            return PushResult(replay[0], replay[1].encode())
+        # The pull whose versions the client holds: its last, unless that answer was lost.
+        undone = pull_no if given is not None and given.pull_no == pull_no - 1 else -1
+        session = _Session(conn, claims["role"])
+        written = await _apply(session, client_id, rows, undone, given, refused, savepoints)
+        if refused:
+            raise _Rollback
+        conn = await session.as_service()
+        body = json.dumps({"applied": True, "rows": len(rows), "mutation_id": mutation_id})
+        if written[0]:
+            await conn.execute(RECORD_PUSHED, client_id, pull_no, *written)
+        stored = await conn.fetchval(REMEMBER, client_id, mutation_id, 200, body)
+        return PushResult(200, stored.encode())
+
+
 class _Rollback(Exception):
     pass
+
+
+class _Diagnose(Exception):
+    """A row failed with a database error outside a savepoint: the transaction is lost, apply again with them."""
+
+    def __init__(self, refusal: dict[str, Any]) -> None:
+        super().__init__(refusal["reason"])
+        self.refusal = refusal
 
 
 async def _client(conn: Any, client_id: str, claims: dict[str, Any]) -> int:
@@ -233,9 +269,9 @@ async def _client(conn: Any, client_id: str, claims: dict[str, Any]) -> int:
 
 
 async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: int, given: Cursor | None,
-                 refused: list[dict[str, Any]]) -> tuple[list[int], list[str], list[int]]:
-    """Apply every row, each in a savepoint; returns the (tbl, key, version) of the rows the client now holds as
-    the server has them (written on the version it was sent or had pushed)."""
+                 refused: list[dict[str, Any]], savepoints: bool) -> tuple[list[int], list[str], list[int]]:
+    """Apply every row (each in a savepoint if asked); returns the (tbl, key, version) of the rows the client now
+    holds as the server has them (written on the version it was sent or had pushed)."""
     service = await session.as_service()
     bases: dict[tuple[int, str], tuple[int | None, int | None]] = {}
     by_table: dict[int, list[str]] = {}
@@ -245,20 +281,28 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
     for tbl, keys in by_table.items():
         for key, base, pushed in await service.fetch(BASES, client_id, tbl, keys, undone):
             bases[(tbl, key)] = (base, pushed)
-    # Base images for merges, read before the rows are applied (the change log is not the user's to read).
-    images: dict[tuple[int, str], str | None] = {}
+    # For merges, what the server changed since each row's base version (the change log is not the user's to
+    # read, so this is fetched before the rows are applied).
+    history: dict[tuple[int, str], tuple[int | None, frozenset[int], list[str], bool]] = {}
     for row in rows:
         if row.rule == "merge" and row.kind == "updated" and row.key_text:
             base = bases.get((row.table.id, row.key_text), (None, None))[0]
             if base is not None:
-                images[(row.table.id, row.key_text)] = await service.fetchval(BASE_IMAGE, row.table.id,
-                                                                              row.key_text, base)
+                base_seq, xids, cols, other = await service.fetchrow(SINCE_BASE, row.table.id, row.key_text, base)
+                history[(row.table.id, row.key_text)] = (base_seq, frozenset(xids), list(cols), other)
     written: tuple[list[int], list[str], list[int]] = ([], [], [])
     conn = await session.as_user()
     for row in rows:
         try:
-            async with conn.transaction():
-                version = await _apply_row(session, row, bases, images)
+            if savepoints:
+                async with conn.transaction():
+                    version = await _apply_row(session, row, bases, history)
+            else:
+                try:
+                    version = await _apply_row(session, row, bases, history)
+                except asyncpg.PostgresError as error:
+                    raise _Diagnose({"table": row.table.public_name, "key": row.table.key_value(row.key),
+                                     "kind": row.kind, **_reason(error)}) from None
         except _Refused as refusal:
             refused.append({"table": row.table.public_name, "key": row.table.key_value(row.key) if row.key else None,
                             "kind": row.kind, "reason": refusal.reason, **refusal.extra})
@@ -304,7 +348,7 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
         sql = (f"insert into {q} ({cols}) select {picks} from jsonb_populate_record(null::{q}, $1::jsonb) r "
                "returning xmin::text::bigint")
     elif name == "server_changed":
-        # Columns among $3 whose value differs between the base image $1 and the current row $2 (typed).
+        # Columns among $3 whose value differs between the client's values $1 and the current row $2 (typed).
         sql = (f"select coalesce(array_agg(c), '{{}}') from unnest($3::text[]) c, "
                f"lateral (select to_jsonb(jsonb_populate_record(null::{q}, $1::jsonb)) b) base "
                "where base.b -> c is distinct from $2::jsonb -> c")
@@ -318,7 +362,7 @@ def _lit(text: str) -> str:
     return text.replace("'", "''")
 
 
-async def _apply_row(session: _Session, row: _Row, bases: dict, images: dict) -> int | None:
+async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict) -> int | None:
     table = row.table
     conn = session.conn
     if not row.key:
@@ -357,8 +401,8 @@ async def _apply_row(session: _Session, row: _Row, bases: dict, images: dict) ->
         if rule == "reject":
             raise _Refused("conflict")
         if rule == "merge":
-            image = images.get((table.id, row.key_text))
-            clashing = await _clashing_columns(conn, table, row, current, image, list(values))
+            clashing = await _clashing_columns(conn, table, row, current, history.get((table.id, row.key_text)),
+                                               list(values))
             if clashing:
                 raise _Refused("conflict", columns=clashing)
         elif rule == "custom":
@@ -373,13 +417,18 @@ async def _apply_row(session: _Session, row: _Row, bases: dict, images: dict) ->
     return -version if changed_on_server else version
 
 
-async def _clashing_columns(conn: Any, table: Table, row: _Row, current: Any, image: str | None,
+async def _clashing_columns(conn: Any, table: Table, row: _Row, current: Any, history: Any,
                             columns: list[str]) -> list[str]:
-    """The client's changed columns that the server also changed since the version the client was sent."""
-    if image is None:
-        # No base to compare with: every column whose server value differs from the client's clashes.
-        image = json.dumps(row.values)
-    return list(await conn.fetchval(_sql(table, "server_changed"), image, current[1], columns))
+    """The client's changed columns that the server also changed since the version the client was sent.
+
+    From the change log when it covers the row from the client's version to the current one (only updates);
+    otherwise (pruned, not yet logged, deleted and re-created) every changed column whose server value
+    differs from the client's counts as a clash."""
+    if history is not None:
+        base_seq, xids, changed, other = history
+        if base_seq is not None and current[0] in xids and not other:
+            return [c for c in columns if c in changed]
+    return list(await conn.fetchval(_sql(table, "server_changed"), json.dumps(row.values), current[1], columns))
 
 
 async def _resolve(conn: Any, table: Table, resolver: str | None, server_row: str,
