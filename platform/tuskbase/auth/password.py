@@ -7,7 +7,9 @@ from typing import Any
 from tuskbase.auth import errors, metrics, passwords, ratelimit, sessions, store, users
 from tuskbase.auth.context import Context, string
 
-INVALID = errors.AuthError(400, errors.INVALID_CREDENTIALS, "Invalid login credentials")
+
+def invalid() -> errors.AuthError:
+    return errors.AuthError(400, errors.INVALID_CREDENTIALS, "Invalid login credentials")
 UPDATE_HASH = "update auth.users set encrypted_password = $2 where id = $1"
 
 
@@ -25,7 +27,7 @@ async def sign_in(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     # Always one argon2 verification, so the answer's timing does not tell which emails have accounts.
     if not await passwords.verify_password(encoded, password) or user is None:
         metrics.count("sign_in_failed")
-        raise INVALID
+        raise invalid()
     if user["email_confirmed_at"] is None:
         raise errors.AuthError(400, errors.EMAIL_NOT_CONFIRMED, "Email not confirmed")
     rehash = passwords.needs_rehash(encoded)  # type: ignore[arg-type]

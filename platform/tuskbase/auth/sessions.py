@@ -232,17 +232,19 @@ class RefreshOutcome:
         self.error = error
 
 
-NOT_FOUND = errors.AuthError(400, errors.REFRESH_TOKEN_NOT_FOUND, "Invalid Refresh Token: Refresh Token Not Found")
+def not_found() -> errors.AuthError:
+    # A fresh exception each time: a shared instance raised again and again would grow its traceback.
+    return errors.AuthError(400, errors.REFRESH_TOKEN_NOT_FOUND, "Invalid Refresh Token: Refresh Token Not Found")
 
 
 async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, raw: str,
                   device: Device) -> RefreshOutcome:
     row = await conn.fetchrow(SELECT_REFRESH_TOKEN, hash_token(raw))
     if row is None or row["revoked_at"] is not None:
-        return RefreshOutcome(error=NOT_FOUND)
+        return RefreshOutcome(error=not_found())
     user = await users.by_id(conn, row["user_id"])
     if user is None:
-        return RefreshOutcome(error=NOT_FOUND)
+        return RefreshOutcome(error=not_found())
     if users.is_banned(user):
         return RefreshOutcome(error=errors.AuthError(400, errors.USER_BANNED, "User is banned"))
     timeout = settings.auth_session_inactivity_timeout
@@ -267,12 +269,12 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
             current = child_token(signer, current)
             link = await conn.fetchrow(SELECT_CHAIN_TOKEN, hash_token(current), row["session_id"])
             if link is None:
-                return RefreshOutcome(error=NOT_FOUND)
+                return RefreshOutcome(error=not_found())
             if not link["revoked"]:
                 await _touch(conn, row["session_id"], device)
                 return RefreshOutcome(await session_json(conn, settings, signer, user, row["session_id"],
                                                          current, amr, row["aal"]))
-        return RefreshOutcome(error=NOT_FOUND)
+        return RefreshOutcome(error=not_found())
     child = child_token(signer, raw)
     metrics.count("refresh")
     await conn.execute(ROTATE, row["id"], hash_token(child), row["session_id"], row["user_id"], device.device_id,
