@@ -6,6 +6,8 @@
 2. Refresh-token rotation (`POST /auth/v1/token?grant_type=refresh_token`) against the same SQL statements run
    by a bare asyncpg loop (same transaction shape, same concurrency, as the auth role): the ratio shows the
    cost of HTTP, JSON and JWT signing over the database work.
+3. Access-token verification on the request path (what REST pays per request): a hit of the claims cache (the
+   ceiling, what a seen token costs) against a miss: decoding alone, HS256 and ES256 signature checks.
 
 The API runs under granian (1 worker, what `tuskbase serve` uses); an asyncio httpx client drives it from this
 process (the same process also runs the ceilings, so the machine's load is alike).
@@ -154,6 +156,44 @@ def main() -> None:
     print(f"refresh SQL alone (asyncpg, {clients} clients): {ceiling:8.1f} /s  (before/after: "
           f"{sql_rates[0]:.1f}/{sql_rates[1]:.1f})")
     print(f"refresh rotation over HTTP:             {refresh_rate:8.1f} /s  ratio {refresh_rate / ceiling:.2f}")
+    rates = verification_rates(seconds)
+    ceiling = rates.pop("claims cache hit")
+    print(f"claims cache hit (ceiling):             {ceiling:8.0f} /s")
+    for name, value in rates.items():
+        print(f"{name + ':':39s} {value:8.0f} /s  ratio {value / ceiling:.2f}")
+
+
+def verification_rates(seconds: float) -> dict[str, float]:
+    """Tokens per second: a claims-cache hit, decoding alone, and the signature check of each algorithm."""
+    import tempfile
+    from pathlib import Path
+
+    import jwt
+
+    from tuskbase.tokens import ClaimsCache
+
+    es = Signer.from_settings(Settings(jwt_secret=JWT_SECRET, jwt_algorithm="ES256",
+                                       data_dir=Path(tempfile.mkdtemp(prefix="tuskbase-bench-key-"))))
+    hs = Signer(JWT_SECRET, "tuskbase")
+    claims = {"sub": "00000000-0000-4000-8000-000000000001", "role": "authenticated", "aud": "authenticated",
+              "exp": int(time.time()) + 3600, "session_id": "00000000-0000-4000-8000-000000000002"}
+    es_token, hs_token = es.sign(claims), hs.sign(claims)
+    cache = ClaimsCache(hs)
+    cache.verify(hs_token)
+
+    def rate(check) -> float:
+        done, deadline = 0, time.monotonic() + seconds / 4
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            for _ in range(100):
+                check()
+            done += 100
+        return done / (time.monotonic() - started)
+
+    return {"claims cache hit": rate(lambda: cache.verify(hs_token)),
+            "decode only (no check)": rate(lambda: jwt.decode(hs_token, options={"verify_signature": False})),
+            "HS256 verify": rate(lambda: hs.verify(hs_token)),
+            "ES256 verify": rate(lambda: es.verify(es_token))}
 
 
 async def sessions_for_db(settings: Settings, count: int) -> list[str]:
