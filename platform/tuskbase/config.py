@@ -109,7 +109,8 @@ class Settings:
         "Credential requests allowed per email, phone or refresh-token session per window.", default=30
     )
     auth_client_ip_header: str = _doc(
-        "Header holding the client IP when behind a proxy (e.g. `x-forwarded-for`, first entry); empty: peer.",
+        "Header holding the client IP when behind a proxy (e.g. `x-forwarded-for`: its last entry, the one your "
+        "proxy appended); empty: the peer address.",
         default="",
     )
     auth_hook_custom_access_token: str = _doc(

@@ -137,3 +137,14 @@ def test_one_address_spraying_many_accounts_is_limited(client):
     with pytest.raises(AuthApiError) as limited:
         client.sign_in_with_password({"email": "user9@example.com", "password": PASSWORD})
     assert limited.value.status == 429 and limited.value.code == "over_request_rate_limit"
+
+
+@pytest.mark.auth_settings(auth_rate_limit_per_ip=2, auth_rate_limit_window=60, auth_client_ip_header="x-forwarded-for")
+def test_behind_a_proxy_the_appended_address_counts_not_the_clients_claim(api, auth_url):
+    def attempt(forwarded: str) -> int:
+        return httpx.post(f"{auth_url}/token?grant_type=password", headers={**api.headers(),
+                          "X-Forwarded-For": forwarded}, json={"email": "a@example.com", "password": "x"}).status_code
+
+    # The client forges a new first entry each time; the proxy appended 203.0.113.7 last.
+    assert [attempt(f"10.0.0.{i}, 203.0.113.7") for i in range(3)] == [400, 400, 429]
+    assert attempt("198.51.100.1") == 400  # another real client is not limited

@@ -33,7 +33,8 @@ def of(request: Request) -> Context:
     ip = None
     if settings.auth_client_ip_header:
         forwarded = request.headers.get(settings.auth_client_ip_header, "")
-        ip = forwarded.split(",")[0].strip() or None
+        # The last entry is the one the operator's proxy appended; earlier ones come from the client and lie.
+        ip = forwarded.split(",")[-1].strip() or None
     if ip is None and request.client is not None:
         ip = request.client.host
     ip = _clean_ip(ip)
