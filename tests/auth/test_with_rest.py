@@ -20,9 +20,10 @@ create table public.notes (
 alter table public.notes enable row level security;
 grant select, insert on public.notes to authenticated;
 grant usage on sequence public.notes_id_seq to authenticated;
+-- (select ...) makes Postgres evaluate the helpers once per statement instead of once per row.
 create policy notes_own on public.notes for all to authenticated
-  using (auth.session_is_active() and owner_id = auth.uid())
-  with check (auth.session_is_active() and owner_id = auth.uid());
+  using ((select auth.session_is_active()) and owner_id = (select auth.uid()))
+  with check ((select auth.session_is_active()) and owner_id = (select auth.uid()));
 """
 
 
