@@ -156,6 +156,9 @@ class Feed:
     def connect(self) -> None:
         self.conn = psycopg.connect(self.url, autocommit=True, application_name="tuskbase-feed")
         self.reader = psycopg.connect(self.url, autocommit=True, application_name="tuskbase-feed-reader")
+        # The slot is advanced only after the batch's commit; that commit must be durable first even where the
+        # server runs with synchronous_commit=off (else a server crash could keep the advance and lose the batch).
+        self.conn.execute("set synchronous_commit = on")
         database = self.conn.info.dbname
         self.slot = slot_name(self.settings, database)
         self.leader = False
