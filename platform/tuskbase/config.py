@@ -123,6 +123,12 @@ class Settings:
         '"scopes": "openid email profile"}}; any OIDC issuer with discovery.',
         default="",
     )
+    auth_phone_enabled: bool = _doc("Allow sign-up and sign-in with a phone number and SMS codes.", default=False)
+    auth_sms_webhook_url: str = _doc(
+        "Where SMS go: an https URL receiving POST {phone, message} (your SMS provider's bridge); empty: printed "
+        "to the console and kept in auth.sms_outbox.",
+        default="",
+    )
     smtp_url: str = _doc(
         "Mail server, smtp://user:password@host:port (`?starttls=true`) or smtps://; empty: mails are printed "
         "to the console and kept in auth.mail_outbox.",
@@ -223,6 +229,9 @@ class Settings:
         if self.auth_mail_templates is not None:
             _check(self.auth_mail_templates.is_dir(), "AUTH_MAIL_TEMPLATES",
                    f"folder {self.auth_mail_templates} does not exist")
+        if self.auth_sms_webhook_url:
+            _check(urlsplit(self.auth_sms_webhook_url).scheme in ("http", "https"), "AUTH_SMS_WEBHOOK_URL",
+                   "must be an http(s) URL")
         if self.smtp_url:
             scheme = urlsplit(self.smtp_url).scheme
             _check(scheme in ("smtp", "smtps"), "SMTP_URL", "must be an smtp:// or smtps:// URL")

@@ -21,7 +21,10 @@ def _email(body: dict[str, Any]) -> str:
 
 
 async def send(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
-    """POST /otp: mail a code and a link that sign the user in, creating the user when allowed."""
+    """POST /otp: mail a code and a link (or text a code) that sign the user in, creating the user when allowed."""
+    if string(body, "phone") and not string(body, "email") and ctx.settings.auth_phone_enabled:
+        await send_sms_code(ctx, body)
+        return
     email = _email(body)
     await ratelimit.hit(ctx.pool, ctx.settings, "otp", ctx.ip, email)
     data = users.metadata(body.get("data"))
@@ -43,6 +46,23 @@ async def send(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> N
     await otp.send(ctx, outgoing)
 
 
+async def send_sms_code(ctx: Context, body: dict[str, Any]) -> None:
+    phone = users.normalize_phone(body.get("phone"))
+    await ratelimit.hit(ctx.pool, ctx.settings, "otp", ctx.ip, phone)
+    create_user = body.get("create_user", True) is not False
+    async with store.transaction(ctx.pool) as conn:
+        user = await users.by_phone(conn, phone)
+        if user is None:
+            if not create_user or not ctx.settings.auth_signup_enabled:
+                raise errors.AuthError(422, "otp_disabled", "Signups not allowed for otp")
+            user = await users.create(conn, phone=phone, provider="phone",
+                                      user_metadata=users.metadata(body.get("data")))
+        if users.is_banned(user):
+            raise errors.AuthError(400, errors.USER_BANNED, "User is banned")
+        outgoing = await otp.issue_sms(conn, ctx, user["id"], "sms", phone)
+    await otp.send(ctx, outgoing)
+
+
 async def recover(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
     """POST /recover: mail a recovery code and link if the address has an account (same answer either way)."""
     email = _email(body)
@@ -60,7 +80,10 @@ async def recover(ctx: Context, body: dict[str, Any], redirect_to: str | None) -
 
 
 async def resend(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
-    """POST /resend: the sign-up confirmation or the email-change mail again."""
+    """POST /resend: the sign-up confirmation or the email-change mail (or the SMS code) again."""
+    if body.get("type") in ("sms", "phone_change"):
+        await resend_sms(ctx, body)
+        return
     email = _email(body)
     kind = body.get("type")
     if kind not in ("signup", "email_change"):
@@ -96,6 +119,27 @@ async def invite(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
         answer = users.to_json(await users.by_id(conn, user["id"]))
     await otp.send(ctx, outgoing)
     return answer
+
+
+USER_BY_PHONE_CHANGE = "select id from auth.users where phone_change = $1 and deleted_at is null"
+
+
+async def resend_sms(ctx: Context, body: dict[str, Any]) -> None:
+    if not ctx.settings.auth_phone_enabled:
+        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+    phone = users.normalize_phone(body.get("phone"))
+    await ratelimit.hit(ctx.pool, ctx.settings, "resend", ctx.ip, phone)
+    outgoing = None
+    async with store.transaction(ctx.pool) as conn:
+        if body["type"] == "sms":
+            user = await users.by_phone(conn, phone)
+            if user is not None and user["phone_confirmed_at"] is None:
+                outgoing = await otp.issue_sms(conn, ctx, user["id"], "sms", phone)
+        else:
+            user_id = await conn.fetchval(USER_BY_PHONE_CHANGE, phone)
+            if user_id is not None:
+                outgoing = await otp.issue_sms(conn, ctx, user_id, "phone_change", phone)
+    await otp.send(ctx, outgoing)
 
 
 LINK_TOKEN_TYPES = {"signup": "confirmation", "magiclink": "magiclink", "recovery": "recovery", "invite": "invite"}

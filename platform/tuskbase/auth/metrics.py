@@ -7,7 +7,8 @@ from prometheus_client import Counter
 
 EVENTS = Counter("tuskbase_auth_events_total", "Auth events", ["event"])
 NAMES = ("signup", "sign_in", "sign_in_failed", "refresh", "refresh_reuse_detected", "rate_limited", "logout",
-         "session_revoked", "mail_sent", "mfa_verified", "mfa_failed")
+         "session_revoked", "mail_sent", "sms_sent", "mfa_verified",
+         "mfa_failed")
 for _name in NAMES:
     EVENTS.labels(_name)  # every series exists from the start, at 0
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import asyncpg
 
-from tuskbase.auth import audit, errors, mail, pkce, redirects, sessions, users
+from tuskbase.auth import audit, errors, mail, pkce, redirects, sessions, sms, users
 from tuskbase.auth.context import Context
 from tuskbase.auth.store import dump_json
 
@@ -41,6 +41,7 @@ MARK_SENT = {
     "magiclink": "update auth.users set updated_at = now() where id = $1",
     "recovery": "update auth.users set recovery_sent_at = now() where id = $1",
     "email_change": "update auth.users set email_change_sent_at = now() where id = $1",
+    "phone_change": "update auth.users set phone_change_sent_at = now() where id = $1",
     "invite": "update auth.users set invited_at = now() where id = $1",
 }
 CONFIRM_EMAIL = """
@@ -56,6 +57,20 @@ update auth.identities set identity_data = identity_data || jsonb_build_object('
   'email_verified', true), updated_at = now()
 where user_id = $1 and provider = 'email'
 """
+CONFIRM_PHONE = """
+update auth.users set phone_confirmed_at = coalesce(phone_confirmed_at, now()), updated_at = now() where id = $1
+"""
+APPLY_PHONE_CHANGE = """
+update auth.users set phone = phone_change, phone_change = null, phone_change_sent_at = null,
+  phone_confirmed_at = now(), is_anonymous = false, updated_at = now()
+where id = $1 and phone_change = $2
+"""
+UPSERT_PHONE_IDENTITY = """
+insert into auth.identities (provider_id, user_id, provider, identity_data, last_sign_in_at)
+values ($1::uuid::text, $1, 'phone', jsonb_build_object('sub', $1::uuid::text, 'phone', $2::text,
+        'email_verified', false, 'phone_verified', true), now())
+on conflict (provider, provider_id) do update set identity_data = excluded.identity_data, updated_at = now()
+"""
 HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
 
 # `type` sent to /verify -> token types it may consume, and the amr method of the session it opens.
@@ -66,6 +81,8 @@ VERIFY_TYPES = {
     "recovery": (["recovery"], "recovery"),
     "invite": (["invite"], "invite"),
     "email_change": (["email_change"], "email_change"),
+    "sms": (["sms"], "otp"),
+    "phone_change": (["phone_change"], "phone_change"),
 }
 LINK_TYPE = {"confirmation": "signup", "magiclink": "magiclink", "recovery": "recovery",
              "email_change": "email_change", "invite": "invite", "reauthentication": "reauthentication"}
@@ -118,8 +135,31 @@ async def issue(conn: asyncpg.Connection, ctx: Context, user_id: uuid.UUID, toke
     return Outgoing(email, subject, body, code, hashed, link, html)
 
 
-async def send(ctx: Context, outgoing: Outgoing | None) -> None:
-    if outgoing is not None:
+@dataclass(frozen=True)
+class OutgoingSms:
+    """An SMS to send once the transaction that created its code has committed."""
+
+    recipient: str
+    body: str
+    code: str
+
+
+async def issue_sms(conn: asyncpg.Connection, ctx: Context, user_id: uuid.UUID, token_type: str,
+                    phone: str) -> OutgoingSms:
+    """Store a fresh code for `phone` (digits, no +) and build the SMS carrying it."""
+    code = "".join(secrets.choice("0123456789") for _ in range(ctx.settings.auth_otp_length))
+    await conn.execute(UPSERT_TOKEN, user_id, token_type, token_hash(phone, code), phone, None,
+                       ctx.settings.auth_otp_exp)
+    if token_type in MARK_SENT:
+        await conn.execute(MARK_SENT[token_type], user_id)
+    minutes = max(1, ctx.settings.auth_otp_exp // 60)
+    return OutgoingSms(phone, f"Your code is {code}. It expires in {minutes} minutes.", code)
+
+
+async def send(ctx: Context, outgoing: Outgoing | OutgoingSms | None) -> None:
+    if isinstance(outgoing, OutgoingSms):
+        await sms.send(ctx.settings, ctx.pool, outgoing.recipient, outgoing.body)
+    elif outgoing is not None:
         await mail.send(ctx.settings, ctx.pool, outgoing.recipient, outgoing.subject, outgoing.body, outgoing.html)
 
 
@@ -155,6 +195,17 @@ async def consume(conn: asyncpg.Connection, ctx: Context, verify_type: str, hash
             await conn.execute(users.INSERT_IDENTITY, str(user_id), user_id, "email", dump_json(
                 {"sub": str(user_id), "email": row["relates_to"], "email_verified": True, "phone_verified": False}))
             await conn.execute(users.ADD_PROVIDER, user_id, "email")
+    elif row["token_type"] == "phone_change":
+        try:
+            await conn.execute(APPLY_PHONE_CHANGE, user_id, row["relates_to"])
+        except asyncpg.UniqueViolationError:
+            raise errors.AuthError(422, "phone_exists", "Phone number already registered by another user") from None
+        await conn.execute(UPSERT_PHONE_IDENTITY, user_id, row["relates_to"])
+        await conn.execute(users.ADD_PROVIDER, user_id, "phone")
+        await audit.record(conn, "phone_changed", user_id, ip=ctx.ip)
+    elif row["token_type"] == "sms":
+        await conn.execute(CONFIRM_PHONE, user_id)
+        await conn.execute(UPSERT_PHONE_IDENTITY, user_id, row["relates_to"])
     else:
         await conn.execute(CONFIRM_EMAIL, user_id)
         await conn.execute(UPDATE_EMAIL_IDENTITY, user_id, row["relates_to"])
@@ -175,10 +226,11 @@ def hashed_from_body(body: dict[str, Any]) -> tuple[str, str | None]:
             raise errors.bad_request("token_hash must be a string")
         return value, value
     email, code = body.get("email"), body.get("token")
-    if body.get("phone"):
-        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
     if not isinstance(code, str) or not code:
         raise errors.bad_request("Verify requires either a token or a token hash")
+    if body.get("phone") and not email:
+        phone = users.normalize_phone(body["phone"])
+        return token_hash(phone, code.strip()), phone
     normalized = users.normalize_email(email)
     return token_hash(normalized, code.strip()), normalized
 

@@ -40,7 +40,8 @@ log = logging.getLogger("tuskbase.auth")
 
 def _settings_json(ctx: Context) -> dict[str, Any]:
     settings = ctx.settings
-    external = {"email": True, "phone": False, "anonymous_users": settings.auth_anonymous_enabled}
+    external = {"email": True, "phone": settings.auth_phone_enabled,
+                "anonymous_users": settings.auth_anonymous_enabled}
     external.update({name: True for name in oauth.providers(settings)})
     return {
         "external": external,

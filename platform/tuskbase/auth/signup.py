@@ -12,8 +12,8 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
     settings = ctx.settings
     email, phone = string(body, "email"), string(body, "phone")
     data = users.metadata(body.get("data"))
-    if phone:
-        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone signups are disabled")
+    if phone and not email:
+        return await phone_signup(ctx, phone, body, data)
     if not email:
         if body.get("password"):
             raise errors.bad_request("Signup requires a valid email")
@@ -39,6 +39,29 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
         flow_id = await pkce.start(conn, challenge, "email", "email/signup", user_id=user["id"],
                                    redirect_to=target) if challenge else None
         outgoing = await otp.issue(conn, ctx, user["id"], "confirmation", email, target, flow_id)
+        answer = users.to_json(await users.by_id(conn, user["id"]))
+    await otp.send(ctx, outgoing)
+    return answer
+
+
+async def phone_signup(ctx: Context, raw_phone: str, body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Phone + password: the user exists at once, signs in after confirming the SMS code (POST /verify type sms)."""
+    settings = ctx.settings
+    if not settings.auth_phone_enabled:
+        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone signups are disabled")
+    if not settings.auth_signup_enabled:
+        raise errors.AuthError(422, errors.SIGNUP_DISABLED, "Signups not allowed for this instance")
+    phone = users.normalize_phone(raw_phone)
+    await ratelimit.hit(ctx.pool, settings, "signup", ctx.ip, phone)
+    password_hash = await passwords.hash_password(passwords.check_strength(settings, body.get("password")))
+    async with store.transaction(ctx.pool) as conn:
+        if await users.by_phone(conn, phone) is not None:
+            raise errors.AuthError(422, errors.USER_ALREADY_EXISTS, "User already registered")
+        metrics.count("signup")
+        user = await users.create(conn, phone=phone, password_hash=password_hash, provider="phone",
+                                  user_metadata=data)
+        await audit.record(conn, "signup", user["id"], ip=ctx.ip, provider="phone")
+        outgoing = await otp.issue_sms(conn, ctx, user["id"], "sms", phone)
         answer = users.to_json(await users.by_id(conn, user["id"]))
     await otp.send(ctx, outgoing)
     return answer

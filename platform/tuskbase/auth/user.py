@@ -18,6 +18,7 @@ update auth.users set email = $2, email_confirmed_at = now(), email_change = nul
   updated_at = now()
 where id = $1
 """
+SET_PHONE_CHANGE = "update auth.users set phone_change = $2, updated_at = now() where id = $1"
 SET_EMAIL_CHANGE = "update auth.users set email_change = $2, updated_at = now() where id = $1"
 HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
 SCOPES = ("global", "local", "others")
@@ -67,9 +68,11 @@ def merge_metadata(old: dict[str, Any], update: dict[str, Any]) -> dict[str, Any
 
 async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], redirect_to: str | None) -> dict[str, Any]:
     settings = ctx.settings
-    email, password = string(body, "email"), body.get("password")
-    if string(body, "phone"):
-        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone updates are disabled")
+    email, password, phone = string(body, "email"), body.get("password"), string(body, "phone")
+    if phone is not None:
+        if not settings.auth_phone_enabled:
+            raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone updates are disabled")
+        phone = users.normalize_phone(phone)
     data = users.metadata(body.get("data")) if "data" in body else None
     new_hash = None
     if password is not None:
@@ -78,6 +81,7 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
     if email is not None:
         email = users.normalize_email(email)
     outgoing = None
+    outgoing_sms = None
     async with store.transaction(ctx.pool) as conn:
         user = await current(conn, claims)
         user_id = user["id"]
@@ -107,8 +111,15 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
                 await conn.execute(SET_EMAIL_CHANGE, user_id, email)
                 outgoing = await otp.issue(conn, ctx, user_id, "email_change", email,
                                            redirects.resolve(settings, redirect_to))
+        if phone is not None and phone != user["phone"]:
+            other = await users.by_phone(conn, phone)
+            if other is not None and other["id"] != user_id:
+                raise errors.AuthError(422, "phone_exists", "Phone number already registered by another user")
+            await conn.execute(SET_PHONE_CHANGE, user_id, phone)
+            outgoing_sms = await otp.issue_sms(conn, ctx, user_id, "phone_change", phone)
         answer = users.to_json(await users.by_id(conn, user_id))
     await otp.send(ctx, outgoing)
+    await otp.send(ctx, outgoing_sms)
     return answer
 
 

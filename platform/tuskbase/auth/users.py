@@ -15,6 +15,7 @@ from tuskbase.auth.store import dump_json, load_json
 USER_COLUMNS = (
     "id, aud, role, email, phone, encrypted_password, email_confirmed_at, phone_confirmed_at, confirmed_at, "
     "invited_at, confirmation_sent_at, recovery_sent_at, email_change, email_change_sent_at, last_sign_in_at, "
+    "phone_change, phone_change_sent_at, "
     "raw_app_meta_data::text as app_meta, raw_user_meta_data::text as user_meta, is_anonymous, banned_until, "
     "created_at, updated_at, deleted_at, "
     "(select coalesce(json_agg(json_build_object("
@@ -183,6 +184,9 @@ def to_json(row: asyncpg.Record) -> dict[str, Any]:
     if row["email_change"]:
         body["new_email"] = row["email_change"]
         body["email_change_sent_at"] = time_json(row["email_change_sent_at"])
+    if row["phone_change"]:
+        body["new_phone"] = row["phone_change"]
+        body["phone_change_sent_at"] = time_json(row["phone_change_sent_at"])
     if row["banned_until"] is not None:
         body["banned_until"] = time_json(row["banned_until"])
     return body
