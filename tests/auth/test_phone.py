@@ -100,3 +100,16 @@ def test_sms_go_through_the_webhook(sms_gateway, client, admin):
     assert admin.execute("select count(*) from auth.sms_outbox").fetchone()[0] == 0
     code = re.search(r"Your code is (\d+)", received[0]["message"]).group(1)
     assert client.verify_otp({"phone": PHONE, "token": code, "type": "sms"}).session
+
+
+@pytest.mark.auth_settings(auth_phone_enabled=True)
+def test_admin_creates_and_updates_phone_users(admin_api, client):
+    user = admin_api.create_user({"phone": PHONE, "password": PASSWORD, "phone_confirm": True}).user
+    assert user.phone == PHONE.lstrip("+") and user.phone_confirmed_at is not None
+    assert client.sign_in_with_password({"phone": PHONE, "password": PASSWORD}).user.id == user.id
+    moved = admin_api.update_user_by_id(user.id, {"phone": "+4915112345678", "phone_confirm": True}).user
+    assert moved.phone == "4915112345678"
+    other = admin_api.create_user({"phone": "+14155550100", "password": PASSWORD}).user
+    with pytest.raises(AuthApiError) as taken:
+        admin_api.update_user_by_id(other.id, {"phone": "+4915112345678"})
+    assert taken.value.code == "phone_exists"

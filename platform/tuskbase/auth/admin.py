@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from tuskbase.auth import audit, errors, metrics, mfa, passwords, sessions, store, users
+from tuskbase.auth import audit, errors, metrics, mfa, otp, passwords, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json, load_json
 from tuskbase.tokens import REQUEST_ROLES
@@ -30,6 +30,11 @@ update auth.users set
   is_anonymous = case when $2 is not null then false else is_anonymous end,
   updated_at = now()
 where id = $1 and deleted_at is null
+"""
+SET_PHONE = """
+update auth.users set phone = $2, phone_confirmed_at = case when $3 then now() end, is_anonymous = false,
+  updated_at = now()
+where id = $1
 """
 HARD_DELETE = "delete from auth.users where id = $1"
 SOFT_DELETE = """
@@ -58,9 +63,8 @@ def _role(body: dict[str, Any]) -> str | None:
 
 async def create(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     email, phone = string(body, "email"), string(body, "phone")
-    if phone and not email:
-        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone users are not supported")
     email = users.normalize_email(email) if email else None
+    phone = users.normalize_phone(phone) if phone else None
     password = body.get("password")
     password_hash = None
     if password is not None:
@@ -75,9 +79,12 @@ async def create(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     user_metadata = users.metadata(body.get("user_metadata") or body.get("data"), "user_metadata")
     role = _role(body) or "authenticated"
     async with store.transaction(ctx.pool) as conn:
-        user = await users.create(conn, email=email, password_hash=password_hash,
-                                  email_confirmed=bool(body.get("email_confirm")), user_metadata=user_metadata,
-                                  app_metadata=app_metadata, role=role, user_id=user_id, anonymous=email is None)
+        user = await users.create(conn, email=email, phone=phone, password_hash=password_hash,
+                                  email_confirmed=bool(body.get("email_confirm")),
+                                  phone_confirmed=bool(body.get("phone_confirm")), user_metadata=user_metadata,
+                                  app_metadata=app_metadata, role=role, user_id=user_id,
+                                  provider="email" if email or not phone else "phone",
+                                  anonymous=email is None and phone is None)
         await audit.record(conn, "user_created", user["id"], ip=ctx.ip, by="admin")
         if body.get("ban_duration") not in (None, "none"):
             await _update(conn, user["id"], {"ban_duration": body["ban_duration"]}, None)
@@ -120,8 +127,7 @@ async def _update(conn: asyncpg.Connection, user_id: uuid.UUID, body: dict[str, 
                   user: asyncpg.Record | None = None) -> None:
     user = user or await users.by_id(conn, user_id)
     email = users.normalize_email(body["email"]) if string(body, "email") else None
-    if string(body, "phone"):
-        raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone users are not supported")
+    phone = users.normalize_phone(body["phone"]) if string(body, "phone") else None
     user_meta = app_meta = None
     if body.get("user_metadata") is not None:
         given = users.metadata(body["user_metadata"], "user_metadata")
@@ -141,6 +147,14 @@ async def _update(conn: asyncpg.Connection, user_id: uuid.UUID, body: dict[str, 
     except asyncpg.UniqueViolationError:
         raise errors.AuthError(422, errors.EMAIL_EXISTS,
                                "A user with this email address has already been registered") from None
+    if phone is not None:
+        try:
+            await conn.execute(SET_PHONE, user_id, phone, bool(body.get("phone_confirm")))
+        except asyncpg.UniqueViolationError:
+            raise errors.AuthError(422, "phone_exists", "Phone number already registered by another user") from None
+        if body.get("phone_confirm"):
+            await conn.execute(otp.UPSERT_PHONE_IDENTITY, user_id, phone)
+            await conn.execute(users.ADD_PROVIDER, user_id, "phone")
     if email is not None and email != user["email"]:
         await conn.execute(users.INSERT_IDENTITY, str(user_id), user_id, "email", dump_json(
             {"sub": str(user_id), "email": email, "email_verified": bool(body.get("email_confirm")),
