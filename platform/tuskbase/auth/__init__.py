@@ -15,6 +15,7 @@ Table of contents (one module per flow, routes in routes.py):
   admin.py      /admin/users (service role), their sessions and factors
   ratelimit.py  429 + Retry-After on credential endpoints, counted in Postgres
   mail.py       SMTP, or console + auth.mail_outbox without one; operator templates
+  sms.py        SMS codes through a webhook, or console + auth.sms_outbox (phone sign-in, off by default)
   audit.py      auth.audit_log; metrics.py: tuskbase_auth_events_total; housekeeping.py: periodic cleanup
   errors.py     Supabase error codes and the two wire shapes
 
