@@ -129,6 +129,14 @@ class Settings:
         "to the console and kept in auth.sms_outbox.",
         default="",
     )
+    auth_captcha_provider: str = _doc(
+        "Captcha checked on sign-up, sign-in and mail/SMS sending: empty (none), `hcaptcha` or `turnstile`.",
+        default="",
+    )
+    auth_captcha_secret: str = _doc("Secret key of the captcha provider.", default="")
+    auth_captcha_verify_url: str = _doc(
+        "Siteverify endpoint; empty: the provider's public one.", default=""
+    )
     smtp_url: str = _doc(
         "Mail server, smtp://user:password@host:port (`?starttls=true`) or smtps://; empty: mails are printed "
         "to the console and kept in auth.mail_outbox.",
@@ -232,6 +240,10 @@ class Settings:
         if self.auth_sms_webhook_url:
             _check(urlsplit(self.auth_sms_webhook_url).scheme in ("http", "https"), "AUTH_SMS_WEBHOOK_URL",
                    "must be an http(s) URL")
+        _check(self.auth_captcha_provider in ("", "hcaptcha", "turnstile"), "AUTH_CAPTCHA_PROVIDER",
+               "must be empty, hcaptcha or turnstile")
+        _check(not self.auth_captcha_provider or bool(self.auth_captcha_secret), "AUTH_CAPTCHA_SECRET",
+               "is required when AUTH_CAPTCHA_PROVIDER is set")
         if self.smtp_url:
             scheme = urlsplit(self.smtp_url).scheme
             _check(scheme in ("smtp", "smtps"), "SMTP_URL", "must be an smtp:// or smtps:// URL")

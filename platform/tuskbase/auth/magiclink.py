@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuskbase.auth import errors, otp, passwords, pkce, ratelimit, redirects, store, users
+from tuskbase.auth import captcha, errors, otp, passwords, pkce, ratelimit, redirects, store, users
 from tuskbase.auth.context import Context, string
 
 USER_BY_EMAIL_CHANGE = "select id from auth.users where email_change = $1 and deleted_at is null"
@@ -22,6 +22,7 @@ def _email(body: dict[str, Any]) -> str:
 
 async def send(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
     """POST /otp: mail a code and a link (or text a code) that sign the user in, creating the user when allowed."""
+    await captcha.check(ctx, body)
     if string(body, "phone") and not string(body, "email") and ctx.settings.auth_phone_enabled:
         await send_sms_code(ctx, body)
         return
@@ -65,6 +66,7 @@ async def send_sms_code(ctx: Context, body: dict[str, Any]) -> None:
 
 async def recover(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
     """POST /recover: mail a recovery code and link if the address has an account (same answer either way)."""
+    await captcha.check(ctx, body)
     email = _email(body)
     await ratelimit.hit(ctx.pool, ctx.settings, "recover", ctx.ip, email)
     challenge = pkce.challenge_of(body)
@@ -81,6 +83,7 @@ async def recover(ctx: Context, body: dict[str, Any], redirect_to: str | None) -
 
 async def resend(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> None:
     """POST /resend: the sign-up confirmation or the email-change mail (or the SMS code) again."""
+    await captcha.check(ctx, body)
     if body.get("type") in ("sms", "phone_change"):
         await resend_sms(ctx, body)
         return

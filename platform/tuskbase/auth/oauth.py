@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import jwt
 
-from tuskbase.auth import audit, errors, otp, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import audit, captcha, errors, otp, pkce, ratelimit, redirects, sessions, store, users
 from tuskbase.auth.context import Context, string
 from tuskbase.auth.store import dump_json
 from tuskbase.config import Settings
@@ -300,6 +300,7 @@ async def link(conn: asyncpg.Connection, p: Provider, claims: dict[str, Any], us
 
 async def sign_in_with_id_token(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     """POST /token?grant_type=id_token: an ID token the app got from the provider's native SDK."""
+    await captcha.check(ctx, body)
     name, token = body.get("provider"), string(body, "id_token")
     p = next((q for q in providers(ctx.settings).values() if q.issuer == str(name).rstrip("/")), None) \
         or provider(ctx.settings, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuskbase.auth import errors, metrics, passwords, ratelimit, sessions, store, users
+from tuskbase.auth import captcha, errors, metrics, passwords, ratelimit, sessions, store, users
 from tuskbase.auth.context import Context, string
 
 
@@ -14,6 +14,7 @@ UPDATE_HASH = "update auth.users set encrypted_password = $2 where id = $1"
 
 
 async def sign_in(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    await captcha.check(ctx, body)
     email, phone, password = string(body, "email"), string(body, "phone"), body.get("password")
     if phone and not email and not ctx.settings.auth_phone_enabled:
         raise errors.AuthError(400, errors.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")

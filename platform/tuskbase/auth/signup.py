@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuskbase.auth import audit, errors, metrics, otp, passwords, pkce, ratelimit, redirects, sessions, store, users
+from tuskbase.auth import (
+    audit,
+    captcha,
+    errors,
+    metrics,
+    otp,
+    passwords,
+    pkce,
+    ratelimit,
+    redirects,
+    sessions,
+    store,
+    users,
+)
 from tuskbase.auth.context import Context, string
 
 
 async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) -> dict[str, Any]:
     settings = ctx.settings
+    await captcha.check(ctx, body)
     email, phone = string(body, "email"), string(body, "phone")
     data = users.metadata(body.get("data"))
     if phone and not email:
