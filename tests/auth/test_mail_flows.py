@@ -238,3 +238,18 @@ def test_email_change_to_an_address_taken_meanwhile(client, smtp, admin_api):
         client.verify_otp({"email": "shared@example.com", "token": code, "type": "email_change"})
     assert (taken.value.status, taken.value.code) == (422, "email_exists")
     assert client.get_user().user.email == ADA
+
+
+@pytest.mark.auth_settings(auth_email_autoconfirm=False)
+def test_signup_does_not_tell_who_has_an_account(client, smtp, admin_api):
+    mailbox, _port = smtp
+    real = admin_api.create_user({"email": ADA, "password": PASSWORD, "email_confirm": True}).user
+    answer = client.sign_up({"email": ADA, "password": "another-password-9"})
+    assert answer.session is None and answer.user.email == ADA
+    assert answer.user.id != real.id and answer.user.identities == []  # Supabase's look-alike answer
+    client.sign_up({"email": "bob@example.com", "password": PASSWORD})
+    first = mailbox.code("bob@example.com")
+    again = client.sign_up({"email": "bob@example.com", "password": PASSWORD})  # lost the first mail
+    assert again.user.identities and mailbox.code("bob@example.com", 2) != "" and first
+    assert all(m["To"] != ADA for m in mailbox.messages)
+    assert client.sign_in_with_password({"email": ADA, "password": PASSWORD}).user.id == real.id

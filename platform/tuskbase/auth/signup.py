@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from tuskbase.auth import (
@@ -41,13 +43,22 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
     password_hash = await passwords.hash_password(password)
     target = redirects.resolve(settings, redirect_to)
     async with store.transaction(ctx.pool) as conn:
-        if await users.by_email(conn, email) is not None:
+        existing = await users.by_email(conn, email)
+        if existing is not None and settings.auth_email_autoconfirm:
             raise errors.AuthError(422, errors.USER_ALREADY_EXISTS, "User already registered")
-        metrics.count("signup")
-        user = await users.create(conn, email=email, password_hash=password_hash,
-                                  email_confirmed=settings.auth_email_autoconfirm, user_metadata=data,
-                                  confirmation_sent=not settings.auth_email_autoconfirm)
-        await audit.record(conn, "signup", user["id"], ip=ctx.ip, provider="email")
+        if existing is not None:
+            # With confirmation by mail, the answer must not tell who has an account (as Supabase): an
+            # unconfirmed account gets its confirmation mail again, a confirmed one a look-alike user with no
+            # identities and nothing is stored or sent.
+            if existing["email_confirmed_at"] is not None:
+                return _look_alike(email, data)
+            user = existing
+        else:
+            metrics.count("signup")
+            user = await users.create(conn, email=email, password_hash=password_hash,
+                                      email_confirmed=settings.auth_email_autoconfirm, user_metadata=data,
+                                      confirmation_sent=not settings.auth_email_autoconfirm)
+            await audit.record(conn, "signup", user["id"], ip=ctx.ip, provider="email")
         if settings.auth_email_autoconfirm:
             return await sessions.sign_in(conn, settings, ctx.signer, user, "password", ctx.device)
         flow_id = await pkce.start(conn, challenge, "email", "email/signup", user_id=user["id"],
@@ -56,6 +67,13 @@ async def signup(ctx: Context, body: dict[str, Any], redirect_to: str | None) ->
         answer = users.to_json(await users.by_id(conn, user["id"]))
     await otp.send(ctx, outgoing)
     return answer
+
+
+def _look_alike(email: str, data: dict[str, Any]) -> dict[str, Any]:
+    now = users.time_json(datetime.now(UTC))
+    return {"id": str(uuid.uuid4()), "aud": "authenticated", "role": "authenticated", "email": email, "phone": "",
+            "confirmation_sent_at": now, "app_metadata": {"provider": "email", "providers": ["email"]},
+            "user_metadata": data, "identities": [], "created_at": now, "updated_at": now, "is_anonymous": False}
 
 
 async def phone_signup(ctx: Context, raw_phone: str, body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
