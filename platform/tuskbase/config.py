@@ -101,6 +101,9 @@ class Settings:
     auth_session_inactivity_timeout: int = _doc(
         "Seconds without a refresh after which a session ends (0: never; mobile sessions last months).", default=0
     )
+    auth_session_timebox: int = _doc(
+        "Seconds after sign-in at which a session ends whatever its use (0: never).", default=0
+    )
     auth_otp_exp: int = _doc("Lifetime of mailed one-time codes and links, in seconds.", default=3600)
     auth_otp_length: int = _doc("Digits of mailed one-time codes.", default=6)
     auth_rate_limit_window: int = _doc("Window of the credential-endpoint rate limits, in seconds.", default=300)
@@ -229,6 +232,7 @@ class Settings:
         )
         _check(self.auth_refresh_reuse_interval >= 0, "AUTH_REFRESH_REUSE_INTERVAL", "must be >= 0")
         _check(self.auth_session_inactivity_timeout >= 0, "AUTH_SESSION_INACTIVITY_TIMEOUT", "must be >= 0")
+        _check(self.auth_session_timebox >= 0, "AUTH_SESSION_TIMEBOX", "must be >= 0")
         _check(self.auth_otp_exp >= 60, "AUTH_OTP_EXP", "must be at least 60 seconds")
         _check(6 <= self.auth_otp_length <= 10, "AUTH_OTP_LENGTH", "must be from 6 to 10")
         _check(self.auth_rate_limit_window >= 1, "AUTH_RATE_LIMIT_WINDOW", "must be at least 1 second")

@@ -24,6 +24,17 @@ def test_inactive_sessions_end(client, admin):
     assert admin.execute("select revoked_reason from auth.sessions").fetchone()[0] == "inactivity"
 
 
+@pytest.mark.auth_settings(auth_session_timebox=86400)
+def test_sessions_end_at_their_timebox(client, admin):
+    session = client.sign_up({"email": "ada@example.com", "password": PASSWORD}).session
+    assert client.refresh_session(session.refresh_token).session
+    admin.execute("update auth.sessions set created_at = now() - interval '2 days'")
+    with pytest.raises(AuthApiError) as expired:
+        client.refresh_session(client.get_session().refresh_token)
+    assert expired.value.code == "session_expired"
+    assert admin.execute("select revoked_reason from auth.sessions").fetchone()[0] == "timebox"
+
+
 def test_cleanup_removes_only_what_is_stale(client, admin, settings):
     client.sign_up({"email": "ada@example.com", "password": PASSWORD})
     client.sign_in_with_password({"email": "ada@example.com", "password": PASSWORD})

@@ -34,7 +34,8 @@ insert into auth.refresh_tokens (token_hash, session_id, user_id, parent_id) val
 """
 SELECT_REFRESH_TOKEN = """
 select t.id, t.session_id, t.user_id, t.revoked, extract(epoch from now() - t.updated_at) as idle,
-       extract(epoch from now() - s.last_seen_at) as inactive, s.revoked_at, s.amr::text as amr, s.aal
+       extract(epoch from now() - s.last_seen_at) as inactive, extract(epoch from now() - s.created_at) as age,
+       s.revoked_at, s.amr::text as amr, s.aal
 from auth.refresh_tokens t join auth.sessions s on s.id = t.session_id
 where t.token_hash = $1
 for update of t, s
@@ -247,6 +248,13 @@ async def refresh(conn: asyncpg.Connection, settings: Settings, signer: Signer, 
         return RefreshOutcome(error=not_found())
     if users.is_banned(user):
         return RefreshOutcome(error=errors.AuthError(400, errors.USER_BANNED, "User is banned"))
+    timebox = settings.auth_session_timebox
+    if timebox and row["age"] > timebox:
+        await conn.execute(REVOKE_SESSION_FAMILY, row["session_id"], "timebox")
+        await audit.record(conn, "session_expired", row["user_id"], session_id=row["session_id"], ip=device.ip,
+                           reason="timebox")
+        return RefreshOutcome(error=errors.AuthError(
+            400, errors.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired"))
     timeout = settings.auth_session_inactivity_timeout
     if timeout and row["inactive"] > timeout:
         await conn.execute(REVOKE_SESSION_FAMILY, row["session_id"], "inactivity")
