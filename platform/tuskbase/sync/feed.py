@@ -2,13 +2,16 @@
 
 One batch, in one transaction of the leader's connection:
 
-1. peek at most `sync_feed_batch` changes (whole transactions) from the slot, with pgoutput, through a
-   server-side cursor so that a huge transaction is read in chunks;
+1. peek at most `sync_feed_batch` changes (whole transactions; the size grows while the slot has a backlog)
+   from the slot, with pgoutput, through a server-side cursor on a second connection, so that a huge
+   transaction is read in chunks and decoding overlaps the server ingesting the COPY;
 2. drop the transactions whose commit lies before `sync.feed_state.lsn` (persisted by a run that died
    before advancing the slot);
-3. COPY the changes into `sync.changes` with consecutive `seq` values, in commit order;
+3. COPY the changes into `sync.changes` with consecutive `seq` values, in commit order: table, operation,
+   primary key, and for updates the columns whose value changed. No row images: a pull always reads rows under
+   the user's RLS, and a merge needs only which columns changed;
 4. store the end LSN of the last commit and the last seq in `sync.feed_state`, `pg_notify` the last seq;
-5. COMMIT, then `pg_replication_slot_advance` to that LSN.
+5. COMMIT (synchronous_commit=on), then `pg_replication_slot_advance` to that LSN.
 
 A crash before 5 commits leaves nothing; a crash between COMMIT and the advance is repaired by step 2 on the
 next run: no change is lost and none is written twice. User transactions never NOTIFY; only this does.
@@ -17,12 +20,14 @@ Leadership: the leader holds a session advisory lock on its connection; standbys
 `sync_feed_standby_ms`, so when a leader dies (its connection closes) one takes over within that period.
 
 Idle: the leader compares `pg_current_wal_insert_lsn()` every `sync_feed_poll_ms` and peeks only when the WAL
-moved. pgoutput sends nothing for transactions that touch no published table, so a slot could sit still while
-the WAL grows; after `HEARTBEAT_SECONDS` of such idling the leader emits a logical message to itself and
-advances past it.
+moved (flushing it first when the server runs with synchronous_commit=off). pgoutput sends nothing for
+transactions that touch no published table, so a slot could sit still while the WAL grows; after
+`HEARTBEAT_SECONDS` of such idling the leader emits a logical message to itself and advances past it. While
+busy, a batch marks itself at most every `MARK_SECONDS` (see `Feed._mark`) so that the slot moves past the
+feed's own writes and its restart point keeps up.
 
-Why synchronous psycopg: one loop, one connection, no concurrency inside the consumer; COPY from psycopg's C
-row writer is the fastest path to persist a batch.
+Why synchronous psycopg: one loop, no concurrency inside the consumer beyond the COPY writer thread; psycopg's
+COPY is the fastest path to persist a batch, and a blocking loop is the simplest thing to make crash-safe.
 """
 
 from __future__ import annotations
