@@ -123,7 +123,8 @@ class Settings:
     )
     auth_oidc_providers: str = _doc(
         'OAuth/OIDC providers as JSON: {"name": {"issuer": ..., "client_id": ..., "client_secret": ..., '
-        '"scopes": "openid email profile"}}; any OIDC issuer with discovery.',
+        '"scopes": "openid email profile"}}; any OIDC issuer with discovery. Plain OAuth 2.0 providers (GitHub) '
+        'give authorization_endpoint, token_endpoint, userinfo_endpoint (and emails_endpoint) instead of issuer.',
         default="",
     )
     auth_phone_enabled: bool = _doc("Allow sign-up and sign-in with a phone number and SMS codes.", default=False)
@@ -256,7 +257,8 @@ class Settings:
                "AUTH_HOOK_CUSTOM_ACCESS_TOKEN", "must be a lower-case schema.function name")
         if self.auth_oidc_providers:
             _check(_oidc_providers_ok(self.auth_oidc_providers), "AUTH_OIDC_PROVIDERS",
-                   'must be JSON {"name": {"issuer": URL, "client_id": ..., "client_secret": ...}}')
+                   'must be JSON {"name": {"issuer": URL, "client_id": ..., "client_secret": ...}} (or, instead of '
+                   'issuer, authorization_endpoint, token_endpoint and userinfo_endpoint)')
         _check(bool(self.rest_schema_list), "REST_SCHEMAS", "must name at least one schema")
         _check(self.rest_max_rows >= 0, "REST_MAX_ROWS", "must be >= 0")
         _check(self.rest_compress_min_bytes >= 0, "REST_COMPRESS_MIN_BYTES", "must be >= 0")
@@ -302,7 +304,10 @@ def _oidc_providers_ok(raw: str) -> bool:
         return False
     return isinstance(providers, dict) and all(
         isinstance(name, str) and name.isidentifier() and isinstance(conf, dict)
-        and all(isinstance(conf.get(key), str) and conf[key] for key in ("issuer", "client_id", "client_secret"))
+        and all(isinstance(conf.get(key), str) and conf[key] for key in ("client_id", "client_secret"))
+        and ((isinstance(conf.get("issuer"), str) and bool(conf["issuer"]))  # OpenID Connect, with discovery
+             or all(isinstance(conf.get(key), str) and conf[key]  # plain OAuth 2.0 (GitHub, ...)
+                    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")))
         for name, conf in providers.items()
     )
 

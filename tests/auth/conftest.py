@@ -47,8 +47,14 @@ def settings(settings: Settings, auth_overrides: dict[str, Any], request: pytest
         overrides["smtp_url"] = f"smtp://127.0.0.1:{port}"
     if "oidc" in request.fixturenames:
         provider = request.getfixturevalue("oidc")
-        overrides["auth_oidc_providers"] = json.dumps({"keycloak": {
-            "issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}})
+        overrides["auth_oidc_providers"] = json.dumps({
+            "keycloak": {"issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+            # The same server also plays a plain OAuth 2.0 provider with GitHub's endpoints.
+            "github": {"authorization_endpoint": f"{provider.issuer}/authorize",
+                       "token_endpoint": f"{provider.issuer}/token", "userinfo_endpoint": f"{provider.issuer}/user",
+                       "emails_endpoint": f"{provider.issuer}/user/emails", "scopes": "openid read:user user:email",
+                       "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+        })
     return settings.replace(**overrides)
 
 

@@ -43,6 +43,7 @@ class Provider:
     foreign_key: bool = False
     expired: bool = False
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    access_tokens: set[str] = field(default_factory=set)
 
     def jwks(self) -> dict[str, Any]:
         numbers = self.key.public_key().public_numbers()
@@ -99,10 +100,32 @@ class Provider:
                 digest = _b64(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
                 if digest != grant["challenge"]:
                     return Response({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
-            return Response({"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 600,
+            access_token = secrets.token_urlsafe(16)
+            provider.access_tokens.add(access_token)
+            return Response({"access_token": access_token, "token_type": "Bearer", "expires_in": 600,
                              "id_token": provider.id_token(grant["nonce"])}, status_code=200)
 
-        return Litestar([discovery, jwks, authorize, token], openapi_config=None, logging_config=None)
+        def bearer_ok(request: Request) -> bool:
+            return request.headers.get("authorization", "").removeprefix("Bearer ") in provider.access_tokens
+
+        @get("/user")
+        async def github_user(request: Request) -> Response[Any]:
+            """GitHub's shape: numeric id, login, no email when it is private."""
+            if not bearer_ok(request):
+                return Response({"message": "Bad credentials"}, status_code=401)
+            return Response({"id": 4242, "login": "ada", "name": provider.user.get("name"), "email": None,
+                             "avatar_url": "https://avatars.example/ada.png"})
+
+        @get("/user/emails")
+        async def github_emails(request: Request) -> Response[Any]:
+            if not bearer_ok(request):
+                return Response({"message": "Bad credentials"}, status_code=401)
+            return Response([{"email": "old@example.com", "primary": False, "verified": True},
+                             {"email": provider.user["email"], "primary": True,
+                              "verified": bool(provider.user.get("email_verified"))}])
+
+        return Litestar([discovery, jwks, authorize, token, github_user, github_emails], openapi_config=None,
+                        logging_config=None)
 
 
 class Server(threading.Thread):

@@ -103,7 +103,7 @@ def test_replayed_or_forged_callbacks_are_refused(api, oidc, auth_url):
 
 
 def test_unknown_provider(api, oidc, auth_url):
-    answer = httpx.get(f"{auth_url}/authorize", params={"provider": "github"})
+    answer = httpx.get(f"{auth_url}/authorize", params={"provider": "gitlab"})
     assert answer.status_code == 400 and answer.json()["error_code"] == "validation_failed"
     assert httpx.get(f"{auth_url}/settings").json()["external"]["keycloak"] is True
 
@@ -166,3 +166,18 @@ def test_form_post_callback(api, oidc):
         assert posted.status_code == 303
         code = parse_qs(urlsplit(posted.headers["location"]).query)["code"][0]
         assert app.exchange_code_for_session({"auth_code": code}).user.email == "ada@example.com"
+
+
+def test_plain_oauth2_provider_github_style(api, oidc):
+    with make_client(api, flow_type="pkce") as app:
+        start = app.sign_in_with_oauth({"provider": "github", "options": {"redirect_to": "myapp://callback"}})
+        assert "nonce=" not in start.url
+        code = parse_qs(urlsplit(browse(api, start.url, "myapp://callback")).query)["code"][0]
+        user = app.exchange_code_for_session({"auth_code": code}).user
+    assert user.email == "ada@example.com" and user.email_confirmed_at is not None  # primary verified email
+    assert [(i.provider, i.id) for i in user.identities] == [("github", "4242")]
+    assert user.user_metadata["preferred_username"] == "ada" and user.user_metadata["avatar_url"]
+    with make_client(api) as other:
+        with pytest.raises(AuthApiError) as no_id_token:
+            other.sign_in_with_id_token({"provider": "github", "token": oidc.id_token(nonce=None)})
+        assert no_id_token.value.status == 400

@@ -58,10 +58,18 @@ IDENTITY_CLAIMS = ("iss", "sub", "email", "email_verified", "name", "full_name",
 @dataclass(frozen=True)
 class Provider:
     name: str
-    issuer: str
+    issuer: str  # OpenID Connect: endpoints from discovery; empty: plain OAuth 2.0 with the endpoints below
     client_id: str
     client_secret: str
     scopes: str
+    authorization_endpoint: str = ""
+    token_endpoint: str = ""
+    userinfo_endpoint: str = ""
+    emails_endpoint: str = ""  # GitHub-style list of {email, primary, verified}
+
+    @property
+    def oidc(self) -> bool:
+        return bool(self.issuer)
 
 
 @lru_cache(maxsize=8)
@@ -69,10 +77,20 @@ def _parse(raw: str) -> dict[str, Provider]:
     if not raw:
         return {}
     return {
-        name: Provider(name, conf["issuer"].rstrip("/"), conf["client_id"], conf["client_secret"],
-                       conf.get("scopes") or "openid email profile")
+        name: Provider(name, (conf.get("issuer") or "").rstrip("/"), conf["client_id"], conf["client_secret"],
+                       conf.get("scopes") or ("openid email profile" if conf.get("issuer") else ""),
+                       conf.get("authorization_endpoint", ""), conf.get("token_endpoint", ""),
+                       conf.get("userinfo_endpoint", ""), conf.get("emails_endpoint", ""))
         for name, conf in json.loads(raw).items()
     }
+
+
+async def endpoints(p: Provider) -> tuple[str, str]:
+    """(authorization endpoint, token endpoint) from discovery (OIDC) or the provider's settings."""
+    if p.oidc:
+        document = await discovery(p)
+        return document["authorization_endpoint"], document["token_endpoint"]
+    return p.authorization_endpoint, p.token_endpoint
 
 
 def providers(settings: Settings) -> dict[str, Provider]:
@@ -162,7 +180,7 @@ async def authorize(ctx: Context, params: dict[str, Any], link_user: uuid.UUID |
     await ratelimit.hit(ctx.pool, ctx.settings, "authorize", ctx.ip, None)
     challenge = pkce.challenge_of(params)
     target = redirects.resolve(ctx.settings, params.get("redirect_to"))
-    document = await discovery(p)
+    authorization_endpoint, _token_endpoint = await endpoints(p)
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
     async with store.transaction(ctx.pool) as conn:
         await pkce.start(conn, challenge, p.name, "oauth" if link_user is None else "oauth_link",
@@ -170,11 +188,12 @@ async def authorize(ctx: Context, params: dict[str, Any], link_user: uuid.UUID |
                          oauth_state_hash=hashlib.sha256(state.encode()).digest(), oauth_nonce=nonce,
                          oauth_verifier=verifier)
     scopes = " ".join(dict.fromkeys((p.scopes + " " + str(params.get("scopes") or "")).split()))
-    query = urlencode({"client_id": p.client_id, "redirect_uri": callback_url(ctx.settings), "response_type": "code",
-                       "scope": scopes, "state": state, "nonce": nonce, "code_challenge": _s256(verifier),
-                       "code_challenge_method": "S256"})
-    endpoint = document["authorization_endpoint"]
-    return endpoint + ("&" if "?" in endpoint else "?") + query
+    query = {"client_id": p.client_id, "redirect_uri": callback_url(ctx.settings), "response_type": "code",
+             "scope": scopes, "state": state, "code_challenge": _s256(verifier), "code_challenge_method": "S256"}
+    if p.oidc:
+        query["nonce"] = nonce
+    endpoint = authorization_endpoint
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(query)
 
 
 def error_redirect(target: str, error: str, code: str, description: str, *, fragment: bool = False) -> str:
@@ -220,20 +239,49 @@ async def callback(ctx: Context, params: dict[str, Any]) -> str:
 async def _exchange(ctx: Context, p: Provider, code: str, verifier: str, nonce: str) -> dict[str, Any]:
     if not code:
         raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, "OAuth callback without a code")
-    document = await discovery(p)
+    _authorization_endpoint, token_endpoint = await endpoints(p)
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url(ctx.settings),
             "client_id": p.client_id, "client_secret": p.client_secret, "code_verifier": verifier}
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
-            answer = await client.post(document["token_endpoint"], data=form, headers={"accept": "application/json"})
+            answer = await client.post(token_endpoint, data=form, headers={"accept": "application/json"})
         tokens = answer.json()
     except (httpx.HTTPError, ValueError) as error:
         raise errors.AuthError(502, errors.UNEXPECTED_FAILURE, f"OAuth token exchange failed: {error}") from None
-    if answer.status_code != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
+    wanted = "id_token" if p.oidc else "access_token"
+    if answer.status_code != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get(wanted), str):
         detail = tokens.get("error_description") or tokens.get("error") if isinstance(tokens, dict) else None
         raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK,
                                f"OAuth token exchange refused: {detail or answer.status_code}")
-    return await verify_id_token(p, tokens["id_token"], nonce)
+    if p.oidc:
+        return await verify_id_token(p, tokens["id_token"], nonce)
+    return await user_info(p, tokens["access_token"])
+
+
+async def user_info(p: Provider, access_token: str) -> dict[str, Any]:
+    """Claims of a plain OAuth 2.0 sign-in, read from the provider's user endpoint (GitHub's shape or OIDC's)."""
+    headers = {"authorization": f"Bearer {access_token}", "accept": "application/json"}
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, headers=headers) as client:
+            info = (await client.get(p.userinfo_endpoint)).raise_for_status().json()
+            emails = (await client.get(p.emails_endpoint)).raise_for_status().json() if p.emails_endpoint else []
+    except (httpx.HTTPError, ValueError) as error:
+        raise errors.AuthError(502, errors.UNEXPECTED_FAILURE, f"OAuth user endpoint failed: {error}") from None
+    if not isinstance(info, dict) or not (info.get("sub") or info.get("id")):
+        raise errors.AuthError(400, errors.BAD_OAUTH_CALLBACK, "OAuth user endpoint named no user")
+    claims: dict[str, Any] = {"sub": str(info.get("sub") or info["id"]), "iss": p.authorization_endpoint}
+    email, verified = info.get("email"), info.get("email_verified") is True
+    for entry in emails if isinstance(emails, list) else []:
+        if isinstance(entry, dict) and entry.get("primary") and entry.get("verified"):
+            email, verified = entry.get("email"), True
+    if isinstance(email, str) and email:
+        claims.update(email=email, email_verified=verified)
+    for claim, keys in (("name", ("name", "login")), ("picture", ("picture", "avatar_url")),
+                        ("preferred_username", ("preferred_username", "login"))):
+        value = next((info[k] for k in keys if isinstance(info.get(k), str) and info[k]), None)
+        if value:
+            claims[claim] = value
+    return claims
 
 
 def _identity_data(claims: dict[str, Any]) -> dict[str, Any]:
@@ -302,8 +350,10 @@ async def sign_in_with_id_token(ctx: Context, body: dict[str, Any]) -> dict[str,
     """POST /token?grant_type=id_token: an ID token the app got from the provider's native SDK."""
     await captcha.check(ctx, body)
     name, token = body.get("provider"), string(body, "id_token")
-    p = next((q for q in providers(ctx.settings).values() if q.issuer == str(name).rstrip("/")), None) \
+    p = next((q for q in providers(ctx.settings).values() if q.oidc and q.issuer == str(name).rstrip("/")), None) \
         or provider(ctx.settings, name)
+    if not p.oidc:
+        raise errors.bad_request(f"Provider {p.name} is not OpenID Connect: it issues no ID tokens")
     if not token:
         raise errors.bad_request("id_token required")
     await ratelimit.hit(ctx.pool, ctx.settings, "id_token", ctx.ip, None)
