@@ -9,11 +9,11 @@ Table of contents (one module per flow, routes in routes.py):
   magiclink.py  POST /otp, /recover, /resend, /invite, /admin/generate_link
   otp.py        the mailed codes and links; POST/GET /verify
   pkce.py       auth codes for redirect flows; POST /token?grant_type=pkce
-  oauth.py      GET /authorize, GET /callback, GET /user/identities/authorize, POST /token?grant_type=id_token
-                (any OIDC issuer)
+  oauth.py      GET /authorize, GET|POST /callback, GET /user/identities/authorize,
+                POST /token?grant_type=id_token (any OIDC issuer, or a plain OAuth 2.0 provider such as GitHub)
   mfa.py        TOTP factors: POST /factors, /factors/{id}/challenge, /factors/{id}/verify, DELETE /factors/{id}
   admin.py      /admin/users (service role), their sessions and factors
-  ratelimit.py  429 + Retry-After on credential endpoints, counted in Postgres
+  ratelimit.py  429 + Retry-After on credential endpoints, counted in Postgres; captcha.py: hCaptcha/Turnstile
   mail.py       SMTP, or console + auth.mail_outbox without one; operator templates
   sms.py        SMS codes through a webhook, or console + auth.sms_outbox (phone sign-in, off by default)
   audit.py      auth.audit_log; metrics.py: tuskbase_auth_events_total; housekeeping.py: periodic cleanup
