@@ -254,3 +254,19 @@ def test_concurrent_refreshes_of_one_token_agree(client, auth_url, api):
     assert [a.status_code for a in answers] == [200] * 4
     assert len({a.json()["refresh_token"] for a in answers}) == 1  # every racer got the chain's current token
     assert client.refresh_session(answers[0].json()["refresh_token"]).session
+
+
+def test_sign_in_with_a_password_weaker_than_the_current_rule_says_so(client, admin_api, auth_url, api):
+    from argon2 import PasswordHasher
+
+    old = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("short1")  # set under an old rule
+    admin_api.create_user({"email": "ada@example.com", "password_hash": old, "email_confirm": True})
+    answer = httpx.post(f"{auth_url}/token?grant_type=password", headers=api.headers(),
+                        json={"email": "ada@example.com", "password": "short1"})
+    assert answer.status_code == 200 and answer.json()["access_token"]
+    assert answer.json()["weak_password"]["reasons"] == ["length"]
+    strong = sign_up(client, "bob@example.com").session
+    assert strong is not None
+    again = httpx.post(f"{auth_url}/token?grant_type=password", headers=api.headers(),
+                       json={"email": "bob@example.com", "password": PASSWORD})
+    assert again.json()["weak_password"] is None

@@ -38,4 +38,9 @@ async def sign_in(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     async with store.transaction(ctx.pool) as conn:
         if new_hash:
             await conn.execute(UPDATE_HASH, user["id"], new_hash)
-        return await sessions.sign_in(conn, ctx.settings, ctx.signer, user, "password", ctx.device)
+        session = await sessions.sign_in(conn, ctx.settings, ctx.signer, user, "password", ctx.device)
+    # A password set before the rule was tightened still signs in; the answer says why to change it.
+    reasons, message = passwords.weakness(ctx.settings, password)
+    if reasons:
+        session["weak_password"] = {"reasons": reasons, "message": message}
+    return session

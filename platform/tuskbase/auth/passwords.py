@@ -87,12 +87,8 @@ def check_imported_hash(encoded: object) -> str:
     raise errors.bad_request("password_hash must be an argon2 or bcrypt hash")
 
 
-def check_strength(settings: Settings, password: object) -> str:
-    """The password if it passes the rule, else `weak_password` with Supabase's reasons."""
-    if not isinstance(password, str) or not password:
-        raise errors.bad_request("Password is required")
-    if len(password) > MAX_LENGTH:
-        raise errors.bad_request(f"Password cannot be longer than {MAX_LENGTH} characters")
+def weakness(settings: Settings, password: str) -> tuple[list[str], str]:
+    """Supabase's `weak_password` reasons (length, characters) the password has under the current rule."""
     reasons: list[str] = []
     messages: list[str] = []
     if len(password) < settings.auth_password_min_length:
@@ -103,6 +99,16 @@ def check_strength(settings: Settings, password: object) -> str:
     if missing:
         reasons.append("characters")
         messages.append("Password should contain " + ", ".join(missing) + ".")
+    return reasons, " ".join(messages)
+
+
+def check_strength(settings: Settings, password: object) -> str:
+    """The password if it passes the rule, else `weak_password` with Supabase's reasons."""
+    if not isinstance(password, str) or not password:
+        raise errors.bad_request("Password is required")
+    if len(password) > MAX_LENGTH:
+        raise errors.bad_request(f"Password cannot be longer than {MAX_LENGTH} characters")
+    reasons, message = weakness(settings, password)
     if reasons:
-        raise errors.weak_password(reasons, " ".join(messages))
+        raise errors.weak_password(reasons, message)
     return password
