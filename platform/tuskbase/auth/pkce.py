@@ -80,4 +80,5 @@ async def exchange(conn: asyncpg.Connection, ctx: Context, body: dict[str, Any])
     user = await users.by_id(conn, flow["user_id"])
     if user is None:
         raise errors.AuthError(404, errors.USER_NOT_FOUND, "User not found")
-    return await sessions.sign_in(conn, ctx.settings, ctx.signer, user, flow["authentication_method"], ctx.device)
+    method = "oauth" if flow["authentication_method"] == "oauth_link" else flow["authentication_method"]
+    return await sessions.sign_in(conn, ctx.settings, ctx.signer, user, method, ctx.device)
