@@ -343,8 +343,10 @@ class Feed:
             return False
         if lsn_int(flush) < lsn_int(insert):
             self.flush_wal()
-            insert = self.conn.execute(WAL_POSITION).fetchone()[0]
-        self.last_wal = insert
+            flush = self.conn.execute(WAL_POSITION).fetchone()[1]
+        # Only flushed WAL counts as seen: decoding cannot read past the flush point yet, so a commit that
+        # lands after the flush must still count as movement at the next look (else it waits for a heartbeat).
+        self.last_wal = insert if lsn_int(flush) >= lsn_int(insert) else flush
         return True
 
     def flush_wal(self) -> None:
