@@ -33,25 +33,11 @@ def running_feed(database, settings) -> Iterator[Feed]:
                                ).fetchone()[0] or not consumer.tables:
             assert thread.is_alive() and time.monotonic() < deadline, "the feed consumer did not start"
             time.sleep(0.01)
-    # Work-around for a race in Feed.wal_moved (reported on the sync engine): a commit inserted between its WAL
-    # flush and its second look at the insert position is taken as seen but cannot be decoded yet, and the feed
-    # then waits for the next WAL write (the idle heartbeat comes after 10 s). With the test server's
-    # synchronous_commit=off that window is hit a few times per hundred writes; a flushed no-op logical message
-    # every 100 ms bounds such a stall to 100 ms.
-    nudger = threading.Thread(target=_nudge, args=(database, stop), daemon=True, name="wal-nudger")
-    nudger.start()
     try:
         yield consumer
     finally:
         stop.set()
         thread.join(10)
-        nudger.join(10)
-
-
-def _nudge(database: str, stop: threading.Event) -> None:
-    with psycopg.connect(database, autocommit=True) as conn:
-        while not stop.wait(0.1):
-            conn.execute("select pg_logical_emit_message(false, 'tuskbase_test_nudge', '', true)")
 
 
 def live_url(api, token: str | None = None, seq: int | None = None) -> str:
