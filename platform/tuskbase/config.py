@@ -93,6 +93,10 @@ class Settings:
         "(GET /auth/v1/reauthenticate).",
         default=False,
     )
+    auth_secure_email_change: bool = _doc(
+        "An email change needs the code sent to the current address as well as the one sent to the new address.",
+        default=False,
+    )
     auth_refresh_reuse_interval: int = _doc(
         "Seconds a rotated refresh token may still be used (concurrent refreshes); later reuse revokes the "
         "whole session.",

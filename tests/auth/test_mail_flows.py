@@ -253,3 +253,17 @@ def test_signup_does_not_tell_who_has_an_account(client, smtp, admin_api):
     assert again.user.identities and mailbox.code("bob@example.com", 2) != "" and first
     assert all(m["To"] != ADA for m in mailbox.messages)
     assert client.sign_in_with_password({"email": ADA, "password": PASSWORD}).user.id == real.id
+
+
+@pytest.mark.auth_settings(auth_email_autoconfirm=False, auth_secure_email_change=True)
+def test_secure_email_change_needs_both_addresses(client, smtp, admin_api):
+    mailbox, _port = smtp
+    admin_api.create_user({"email": ADA, "password": PASSWORD, "email_confirm": True})
+    client.sign_in_with_password({"email": ADA, "password": PASSWORD})
+    client.update_user({"email": "ada@new.example"})
+    assert mailbox.wait_for(ADA)["Subject"] == "Confirm the change of your email address"
+    first = client.verify_otp({"email": ADA, "token": mailbox.code(ADA), "type": "email_change"})
+    assert first.session is None and client.get_user().user.email == ADA  # one of two: nothing changed yet
+    second = client.verify_otp({"email": "ada@new.example", "token": mailbox.code("ada@new.example"),
+                                "type": "email_change"})
+    assert second.user.email == "ada@new.example"

@@ -71,6 +71,11 @@ values ($1::uuid::text, $1, 'phone', jsonb_build_object('sub', $1::uuid::text, '
         'email_verified', false, 'phone_verified', true), now())
 on conflict (provider, provider_id) do update set identity_data = excluded.identity_data, updated_at = now()
 """
+OTHER_PENDING = """
+select exists (select 1 from auth.one_time_tokens where user_id = $1 and token_type = $2 and expires_at > now())
+"""
+PENDING_EMAIL = "select email_change from auth.users where id = $1"
+FIRST_OF_TWO = "Confirmation link accepted. Please proceed to confirm link sent to the other email"
 HAS_EMAIL_IDENTITY = "select exists (select 1 from auth.identities where user_id = $1 and provider = 'email')"
 
 # `type` sent to /verify -> token types it may consume, and the amr method of the session it opens.
@@ -80,17 +85,19 @@ VERIFY_TYPES = {
     "magiclink": (["magiclink", "confirmation"], "magiclink"),
     "recovery": (["recovery"], "recovery"),
     "invite": (["invite"], "invite"),
-    "email_change": (["email_change"], "email_change"),
+    "email_change": (["email_change", "email_change_current"], "email_change"),
     "sms": (["sms"], "otp"),
     "phone_change": (["phone_change"], "phone_change"),
 }
 LINK_TYPE = {"confirmation": "signup", "magiclink": "magiclink", "recovery": "recovery",
-             "email_change": "email_change", "invite": "invite", "reauthentication": "reauthentication"}
+             "email_change": "email_change", "email_change_current": "email_change", "invite": "invite",
+             "reauthentication": "reauthentication"}
 SUBJECTS = {
     "confirmation": "Confirm your signup",
     "magiclink": "Your sign-in code",
     "recovery": "Reset your password",
     "email_change": "Confirm your new email address",
+    "email_change_current": "Confirm the change of your email address",
     "invite": "You have been invited",
     "reauthentication": "Confirm it is you",
 }
@@ -171,6 +178,7 @@ class Verified:
     flow_id: uuid.UUID | None
     user_id: uuid.UUID
     kind: str
+    pending: bool = False  # the first of the two confirmations of a secure email change
 
 
 async def consume(conn: asyncpg.Connection, ctx: Context, verify_type: str, hashed: str,
@@ -182,7 +190,14 @@ async def consume(conn: asyncpg.Connection, ctx: Context, verify_type: str, hash
     if row is None or not row["fresh"]:
         raise errors.AuthError(403, errors.OTP_EXPIRED, "Token has expired or is invalid")
     user_id = row["user_id"]
-    if row["token_type"] == "email_change":
+    if row["token_type"] in ("email_change", "email_change_current"):
+        other = "email_change_current" if row["token_type"] == "email_change" else "email_change"
+        if await conn.fetchval(OTHER_PENDING, user_id, other):
+            return Verified(None, None, user_id, method, pending=True)
+        new_email = await conn.fetchval(PENDING_EMAIL, user_id)
+        if not new_email:
+            raise errors.AuthError(403, errors.OTP_EXPIRED, "Token has expired or is invalid")
+        row = {**dict(row), "relates_to": new_email}
         try:
             await conn.execute(APPLY_EMAIL_CHANGE, user_id, row["relates_to"])
         except asyncpg.UniqueViolationError:  # the address was taken since the change was asked for
@@ -243,6 +258,8 @@ def fragment(session: dict[str, Any], kind: str) -> str:
 
 async def redirect_after_verify(conn: asyncpg.Connection, verified: Verified, target: str, kind: str) -> str:
     """Where GET /verify sends the browser: `?code=` for PKCE, else the tokens in the fragment."""
+    if verified.pending:
+        return target + "#" + urlencode({"message": FIRST_OF_TWO})
     if verified.flow_id is not None:
         code = await pkce.issue_code(conn, verified.flow_id, verified.user_id)
         return target + ("&" if "?" in target else "?") + urlencode({"code": code})

@@ -176,6 +176,8 @@ async def verify_route(request: Request) -> Response[bytes]:
     await ratelimit.hit(ctx.pool, ctx.settings, "verify", ctx.ip, identifier)
     async with store.transaction(ctx.pool) as conn:
         verified = await otp.consume(conn, ctx, str(body.get("type") or ""), hashed, open_session=True)
+    if verified.pending:  # Supabase's answer to the first of two email-change confirmations
+        return respond({"msg": otp.FIRST_OF_TWO, "code": "200"})
     return respond(verified.session)
 
 

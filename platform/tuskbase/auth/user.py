@@ -80,7 +80,7 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
         new_hash = await passwords.hash_password(password)
     if email is not None:
         email = users.normalize_email(email)
-    outgoing = None
+    outgoing = outgoing_current = None
     outgoing_sms = None
     async with store.transaction(ctx.pool) as conn:
         user = await current(conn, claims)
@@ -109,8 +109,11 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
                 await _ensure_email_identity(conn, user_id, email)
             else:
                 await conn.execute(SET_EMAIL_CHANGE, user_id, email)
-                outgoing = await otp.issue(conn, ctx, user_id, "email_change", email,
-                                           redirects.resolve(settings, redirect_to))
+                target = redirects.resolve(settings, redirect_to)
+                outgoing = await otp.issue(conn, ctx, user_id, "email_change", email, target)
+                if settings.auth_secure_email_change and user["email"] and user["email_confirmed_at"]:
+                    outgoing_current = await otp.issue(conn, ctx, user_id, "email_change_current", user["email"],
+                                                       target)
         if phone is not None and phone != user["phone"]:
             other = await users.by_phone(conn, phone)
             if other is not None and other["id"] != user_id:
@@ -119,6 +122,7 @@ async def update(ctx: Context, claims: dict[str, Any], body: dict[str, Any], red
             outgoing_sms = await otp.issue_sms(conn, ctx, user_id, "phone_change", phone)
         answer = users.to_json(await users.by_id(conn, user_id))
     await otp.send(ctx, outgoing)
+    await otp.send(ctx, outgoing_current)
     await otp.send(ctx, outgoing_sms)
     return answer
 
