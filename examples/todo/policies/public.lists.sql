@@ -2,8 +2,10 @@ alter table public.lists enable row level security;
 
 grant select, insert, update, delete on public.lists to authenticated;
 
+-- The owner test comes first and stands on its own: `is_list_member` reads the table, so it cannot see a row
+-- being inserted, and `insert ... returning` (supabase-js `.insert().select()`) must still show it to its owner.
 create policy lists_select on public.lists for select to authenticated
-  using (public.is_list_member(id));
+  using (owner_id = (select auth.uid()) or public.is_list_member(id));
 
 create policy lists_insert on public.lists for insert to authenticated
   with check (owner_id = auth.uid());
