@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tuskbase import db, migrate, policies
+from tuskbase import db, migrate, observability, policies
 from tuskbase.config import Settings, SettingsError, load
 from tuskbase.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tuskbase.tokens import Signer
@@ -178,6 +178,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     if settings.embedded:
         # Children must reach the same embedded server, whatever their working directory.
         env["TUSKBASE_DB_PORT"] = str(settings.db_port)
+    observability.prepare_multiprocess(settings, env)
     return env
 
 
@@ -230,7 +231,9 @@ def print_banner(settings: Settings, seconds: float) -> None:
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     check_database(settings)
-    os.execv(sys.executable, server_command(settings))
+    env = dict(os.environ)
+    observability.prepare_multiprocess(settings, env)
+    os.execve(sys.executable, server_command(settings), env)
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
 import time
 import uuid
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from tuskbase.config import Settings
 
@@ -23,8 +25,27 @@ LATENCY = Histogram(
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+# Set (by `prepare_multiprocess`) when several server workers serve one port: each worker then writes its
+# metrics to files in that folder, and whichever worker answers /metrics sums them all.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def render_metrics() -> bytes:
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
     return generate_latest()
+
+
+def prepare_multiprocess(settings: Settings, env: dict[str, str]) -> None:
+    """Give the server workers one fresh metrics folder when there are several (else each counts alone)."""
+    if settings.workers <= 1 or env.get(MULTIPROCESS_ENV):
+        return
+    folder = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)  # counts of a previous run must not add up with this one's
+    folder.mkdir(parents=True)
+    env[MULTIPROCESS_ENV] = str(folder)
 
 
 def _service_of(path: str) -> str:

@@ -19,11 +19,18 @@ from tuskbase.sync.feed import slot_name
 log = logging.getLogger("tuskbase.sync.metrics")
 INTERVAL = 5.0
 
-SLOT_LAG = Gauge("tuskbase_sync_slot_lag_bytes", "WAL bytes the sync slot has not yet confirmed (feed backlog)")
-PERSISTED = Gauge("tuskbase_sync_feed_changes_persisted", "Changes the feed has written to sync.changes (ever)")
-THROUGHPUT = Gauge("tuskbase_sync_feed_changes_per_second", "Changes persisted per second over the last interval")
-LAST_SEQ = Gauge("tuskbase_sync_feed_seq", "Last seq assigned by the feed")
-IDLE = Gauge("tuskbase_sync_feed_seconds_since_batch", "Seconds since the feed last persisted a batch")
+# With several server workers (multiprocess metrics), a gauge shows the value its live workers set last.
+LATEST = "livemostrecent"
+SLOT_LAG = Gauge("tuskbase_sync_slot_lag_bytes", "WAL bytes the sync slot has not yet confirmed (feed backlog)",
+                 multiprocess_mode=LATEST)
+PERSISTED = Gauge("tuskbase_sync_feed_changes_persisted", "Changes the feed has written to sync.changes (ever)",
+                  multiprocess_mode=LATEST)
+THROUGHPUT = Gauge("tuskbase_sync_feed_changes_per_second", "Changes persisted per second over the last interval",
+                   multiprocess_mode=LATEST)
+LAST_SEQ = Gauge("tuskbase_sync_feed_seq", "Last seq assigned by the feed",
+                 multiprocess_mode=LATEST)
+IDLE = Gauge("tuskbase_sync_feed_seconds_since_batch", "Seconds since the feed last persisted a batch",
+             multiprocess_mode=LATEST)
 
 READ = """
 select f.seq, f.changes_total, extract(epoch from now() - f.updated_at)::float8,
