@@ -27,20 +27,6 @@ create index mfa_challenges_factor_id on auth.mfa_challenges (factor_id);
 
 grant select, insert, update, delete on auth.mfa_factors, auth.mfa_challenges to tuskbase_auth;
 
-create or replace function auth.cleanup(rate_window interval, token_lifetime interval,
-                                        keep_revoked interval default interval '30 days') returns void
-language sql
-set search_path = ''
-as $$
-  delete from auth.rate_limits where window_start < now() - rate_window;
-  delete from auth.one_time_tokens where expires_at < now();
-  delete from auth.flow_state where created_at < now() - interval '1 day';
-  delete from auth.refresh_tokens where revoked and updated_at < now() - keep_revoked;
-  delete from auth.sessions where revoked_at < now() - greatest(token_lifetime, keep_revoked);
-  delete from auth.mail_outbox where created_at < now() - interval '7 days';
-  delete from auth.mfa_challenges where created_at < now() - interval '1 day';
-$$;
-
 -- Supabase's older helper, still used by ported policies.
 create or replace function auth.email() returns text
 language sql stable

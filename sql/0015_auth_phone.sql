@@ -14,8 +14,14 @@ create table auth.sms_outbox (
 );
 grant select, insert, delete on auth.sms_outbox to tuskbase_auth;
 
-create or replace function auth.cleanup(rate_window interval, token_lifetime interval,
-                                        keep_revoked interval default interval '30 days') returns void
+-- Housekeeping of the auth tables, run every few minutes by one API replica (advisory lock): expired
+-- rate-limit windows, used or expired codes and flows, old links of refresh-token chains, revoked sessions
+-- whose access tokens have all expired, and old dev mails.
+-- A revoked refresh token is kept `keep_revoked` (reuse of an older one is refused as unknown instead of
+-- revoking its session: the token is useless either way).
+-- Audit entries are kept 90 days, dev mails and SMS 7 days.
+create function auth.cleanup(rate_window interval, token_lifetime interval,
+                             keep_revoked interval default interval '30 days') returns void
 language sql
 set search_path = ''
 as $$
@@ -29,3 +35,5 @@ as $$
   delete from auth.mfa_challenges where created_at < now() - interval '1 day';
   delete from auth.audit_log where created_at < now() - interval '90 days';
 $$;
+revoke execute on function auth.cleanup(interval, interval, interval) from public;
+grant execute on function auth.cleanup(interval, interval, interval) to tuskbase_auth;

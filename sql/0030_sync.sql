@@ -98,6 +98,8 @@ grant select on sync.tables, sync.changes, sync.feed_state to service_role;
 -- every column, TOASTed values survive updates), and gets its push conflict rule:
 --   'reject' | 'lww' | 'merge' | a function name `schema.fn` taking (server jsonb, client jsonb, changed text[])
 --   and returning the jsonb row to keep (null refuses the row).
+-- Only plain tables may sync: a diff pages through a table by heap position (ctid), which a partitioned
+-- table does not have as one sequence, and views have no WAL of their own.
 create function sync.enable(target regclass, conflict text default 'lww', served boolean default true)
 returns void
 language plpgsql
@@ -107,6 +109,10 @@ declare
   rule text := conflict;
   fn regprocedure;
 begin
+  if (select relkind from pg_class where oid = target) <> 'r' then
+    raise exception 'sync.enable: % is not a plain table (partitioned tables and views cannot sync)', target
+      using errcode = '22023';
+  end if;
   if not exists (select from pg_index where indrelid = target and indisprimary) then
     raise exception 'sync.enable: % has no primary key', target using errcode = '22023';
   end if;
