@@ -64,6 +64,31 @@ def claims_json(claims: Mapping[str, Any]) -> str:
     return json.dumps(claims, separators=(",", ":"), default=str)
 
 
+def check_request_role(claims: Mapping[str, Any]) -> str:
+    role = claims.get("role")
+    if role not in REQUEST_ROLES:
+        # Tokens are verified before they get here; this guards against a caller passing raw input.
+        raise PermissionError(f"role {role!r} may not run requests")
+    return role
+
+
+@asynccontextmanager
+async def request_session(
+    pool: Any,
+    claims: Mapping[str, Any],
+    *,
+    readonly: bool,
+    encoded_claims: str | None = None,
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the REST pool (`rest.pool.FastPool`) whose session runs as the role of the verified
+    `claims`: each statement is its own transaction (read-only when `readonly`); open one with
+    `conn.transaction()` to group several. The next user of the connection replaces or clears the identity.
+    """
+    role = check_request_role(claims)
+    async with pool.acquire_as(role, encoded_claims or claims_json(claims), readonly=readonly) as conn:
+        yield conn
+
+
 @asynccontextmanager
 async def request_transaction(
     pool: asyncpg.Pool,
@@ -76,10 +101,7 @@ async def request_transaction(
 
     `encoded_claims` lets a caller that caches the JSON of a token's claims skip re-encoding them.
     """
-    role = claims.get("role")
-    if role not in REQUEST_ROLES:
-        # Tokens are verified before they get here; this guards against a caller passing raw input.
-        raise PermissionError(f"role {role!r} may not run requests")
+    role = check_request_role(claims)
     async with pool.acquire() as conn, conn.transaction(readonly=readonly):
         await conn.execute(SET_IDENTITY, role, encoded_claims or claims_json(claims))
         yield conn

@@ -62,3 +62,63 @@ def test_bounded_waiters_errors_and_cancellation(settings):
         assert all(c.is_closed() for c in opened)
 
     run(scenario())
+
+
+ALICE = "00000000-0000-4000-8000-0000000000a1"
+BOB = "00000000-0000-4000-8000-0000000000b0"
+
+
+def test_session_identity_is_replaced_or_cleared_on_every_hand_out(settings):
+    """One connection serves alice, bob, a write and a bare acquire in turn: each sees only its own identity."""
+    url = db.authenticator_url(settings)
+
+    async def scenario():
+        pool = FastPool(lambda: asyncpg.connect(url), 1)
+        alice, bob = {"role": "authenticated", "sub": ALICE}, {"role": "authenticated", "sub": BOB}
+        identity = "select current_user || ' ' || coalesce(auth.uid()::text, '-') || ' ' " \
+                   "|| current_setting('transaction_read_only')"
+        async with db.request_session(pool, alice, readonly=True) as conn:
+            assert await conn.fetchval(identity) == f"authenticated {ALICE} on"
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                await conn.execute("create temporary table scratch (x int)")
+        async with db.request_session(pool, bob, readonly=False) as conn:
+            assert await conn.fetchval(identity) == f"authenticated {BOB} off"
+            async with conn.transaction():  # an explicit transaction inherits the session's mode
+                await conn.execute("create temporary table scratch (x int)")
+        async with db.request_session(pool, {"role": "anon"}, readonly=True) as conn:
+            assert await conn.fetchval(identity) == "anon - on"
+        # The bare acquire (persisted-query lookups) gets the login role back, with no claims and read-write.
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("select current_user || ' ' || coalesce(nullif("
+                                       "current_setting('request.jwt.claims', true), ''), '-') || ' ' "
+                                       "|| current_setting('transaction_read_only')") == "authenticator - off"
+        # So does the transaction-local path that other services use on their pools.
+        async with db.request_transaction(pool, alice) as conn:
+            await conn.execute("create temporary table scratch2 (x int)")
+        # A role outside the request roles never reaches the database.
+        with pytest.raises(PermissionError):
+            async with db.request_session(pool, {"role": "postgres"}, readonly=True):
+                pass
+        await pool.close()
+
+    run(scenario())
+
+
+def test_a_failed_identity_statement_keeps_no_half_identity(settings):
+    url = db.authenticator_url(settings)
+
+    async def scenario():
+        pool = FastPool(lambda: asyncpg.connect(url), 1)
+        async with db.request_session(pool, {"role": "authenticated", "sub": ALICE}, readonly=True):
+            pass
+        # The identity statement fails as a whole (an unknown role) and hands nothing out; the connection
+        # still carries alice's identity, which the next bare acquire clears.
+        with pytest.raises(asyncpg.PostgresError):
+            async with pool.acquire_as("no_such_role", '{"sub": "x"}', readonly=False):
+                raise AssertionError("not reached")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("select current_user || ' ' || coalesce(nullif("
+                                       "current_setting('request.jwt.claims', true), ''), '-')") == "authenticator -"
+        await pool.close()
+
+    run(scenario())

@@ -91,7 +91,8 @@ async def run(service: Any, claims: dict[str, Any], claims_json: str, authentica
             responses.append(_render(answer))
     else:
         try:
-            async with db.request_transaction(service.pool, claims, encoded_claims=claims_json) as conn:
+            async with db.request_session(service.pool, claims, readonly=False,
+                                          encoded_claims=claims_json) as conn, conn.transaction():
                 for index, item in enumerate(requests):
                     try:
                         answer = await service.sub_request(*_parts(item), claims, claims_json, authenticated, conn)

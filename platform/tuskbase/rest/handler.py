@@ -249,12 +249,13 @@ class RestService:
             if conn is not None:  # a sub-request of a batch, inside the batch's transaction
                 body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
             elif compiled.planned is None:
-                async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
-                                                  encoded_claims=claims_json) as conn:
+                # One statement: its own implicit transaction, no BEGIN/COMMIT round trips.
+                async with db.request_session(self.pool, claims, readonly=compiled.readonly,
+                                              encoded_claims=claims_json) as conn:
                     body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
             else:
-                async with db.request_transaction(self.pool, claims, readonly=compiled.readonly,
-                                                  encoded_claims=claims_json) as conn:
+                async with db.request_session(self.pool, claims, readonly=compiled.readonly,
+                                              encoded_claims=claims_json) as conn, conn.transaction():
                     body, rows, total = await self._planned(conn, compiled)
         except asyncpg.PostgresError as error:
             raise errors.from_database(error, authenticated) from None
@@ -380,7 +381,8 @@ class RestService:
             if in_batch:
                 text, rows_changed = await self._run_write(conn, statements, representation, request.accept, limit)
             else:
-                async with db.request_transaction(self.pool, claims, encoded_claims=claims_json) as conn:
+                async with db.request_session(self.pool, claims, readonly=False,
+                                              encoded_claims=claims_json) as conn, conn.transaction():
                     text, rows_changed = await self._run_write(conn, statements, representation, request.accept,
                                                                limit)
                     if prefer.tx == "rollback":
