@@ -380,6 +380,10 @@ class RestService:
         try:
             if in_batch:
                 text, rows_changed = await self._run_write(conn, statements, representation, request.accept, limit)
+            elif len(statements) == 1 and limit is None and request.accept != "single" and prefer.tx != "rollback":
+                # One statement and nothing to check after it: its own implicit transaction is all it needs.
+                async with db.request_session(self.pool, claims, readonly=False, encoded_claims=claims_json) as conn:
+                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
             else:
                 async with db.request_session(self.pool, claims, readonly=False,
                                               encoded_claims=claims_json) as conn, conn.transaction():
