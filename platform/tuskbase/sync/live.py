@@ -61,7 +61,7 @@ group by t.relid, t.served
 # keeps the planner from hashing the whole view record).
 HOLDERS = """
 with k as materialized (
-  select distinct tbl, key from sync.changes where seq > $1 and seq <= $2 and key is not null
+  select distinct tbl, key::text as key from sync.changes where seq > $1 and seq <= $2 and key is not null
 )
 select distinct cl.user_key
 from sync.clients cl,

@@ -17,8 +17,9 @@ that answer uses `pool`. `tables`: public table names (`todos`, or `schema.table
 every served table the caller's role may read. `limit`: records per answer (default and maximum are settings).
 Raises `errors.SyncError` (400/401/403 with a SYNCnnn code).
 
-How (see DESIGN.md, Sync): the server keeps, per client, a view record (`sync.client_rows`: row key ->
-version sent, the row's `xmin`). RLS decides visibility; rows are always read now, under the user's role, never
+How (see DESIGN.md, Sync): the server keeps, per client, a view record (`sync.client_rows`: row key -> version
+sent, the row's `xmin`; the key as the text jsonb prints, always cast in Postgres so that one key has one
+spelling). RLS decides visibility; rows are always read now, under the user's role, never
 from the change log. Two modes:
 
 - incremental: the keys changed in `sync.changes` since the cursor's seq are looked up under RLS and compared
@@ -109,18 +110,18 @@ where seq > $1 and seq <= $2 and tbl = any($3::int[]) and op <> 'T'
 order by seq limit $4
 """
 VIEW_VERSIONS = """
-select key::text, version from sync.client_rows
-where client_id = $1 and tbl = $2 and key = any($3::jsonb[])
+select key, version from sync.client_rows
+where client_id = $1 and tbl = $2 and key = any($3::text[])
 """
 VIEW_HELD = """
-select key::text from sync.client_rows
-where client_id = $1 and tbl = $2 and version is not null and ($3::jsonb is null or key > $3::jsonb)
+select key from sync.client_rows
+where client_id = $1 and tbl = $2 and version is not null and ($3::text is null or key > $3)
 order by key limit $4
 """
 HAS_VIEW = "select exists (select 1 from sync.client_rows where client_id = $1 and version is not null)"
 RECORD = """
 insert into sync.client_rows as r (client_id, tbl, key, version, pull_no)
-select $1, t, k, v, $2 from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, v)
+select $1, t, k, v, $2 from unnest($3::int[], $4::text[], $5::bigint[]) as u(t, k, v)
 on conflict (client_id, tbl, key) do update
 set prev_version = case when r.pull_no < excluded.pull_no then r.version else r.prev_version end,
     version = excluded.version, pull_no = excluded.pull_no
@@ -169,7 +170,7 @@ class Cursor:
     #                                      "k": resume key json or None, "f": fresh (no view held before)}
 
     def encode(self) -> str:
-        raw = json.dumps({"v": 1, "c": self.client, "p": self.pull_no, "n": self.nonce, "s": self.seq,
+        raw = json.dumps({"v": 2, "c": self.client, "p": self.pull_no, "n": self.nonce, "s": self.seq,
                           "e": self.epoch, "f": self.fingerprint, "d": self.diff}, separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -177,11 +178,15 @@ class Cursor:
     def decode(cls, text: str, client_id: str) -> Cursor:
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            if raw.get("v") != 1:
+            if raw.get("v") not in (1, 2):
                 raise ValueError("version")
             cursor = cls(raw["c"], int(raw["p"]), raw["n"], int(raw["s"]), int(raw["e"]), str(raw["f"]), raw["d"])
             if cursor.diff is not None and not isinstance(cursor.diff, dict):
                 raise ValueError("diff")
+            if raw["v"] == 1 and cursor.diff is not None and cursor.diff.get("ph") == "b":
+                # Version 1 resumed pass B after a key in jsonb order; keys are now ordered as text (migration
+                # 0035), so that position would skip keys: pass B of the current table starts over instead.
+                cursor.diff["k"] = None
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
             raise SyncError(BAD_CURSOR, "cursor is not one this server issued") from None
         if cursor.client != client_id:

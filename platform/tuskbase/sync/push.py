@@ -61,12 +61,12 @@ REMEMBER = (
     "returning response::text"
 )
 BASES = """
-select key::text, case when pull_no = $4 then prev_version else version end, pushed
-from sync.client_rows where client_id = $1 and tbl = $2 and key = any($3::jsonb[])
+select key, case when pull_no = $4 then prev_version else version end, pushed
+from sync.client_rows where client_id = $1 and tbl = $2 and key = any($3::jsonb[]::text[])
 """
 RECORD_PUSHED = """
 insert into sync.client_rows as r (client_id, tbl, key, version, pull_no, pushed)
-select $1, t, k, null, $2, p from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, p)
+select $1, t, k::text, null, $2, p from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, p)
 on conflict (client_id, tbl, key) do update set pushed = excluded.pushed
 """
 # What the server changed in a row since the version a client holds: the log entries of that row after the one
