@@ -136,3 +136,40 @@ def test_well_formed_writes_by_another_user_never_touch_protected_rows(api, worl
         run()
 
     assert admin.execute(PROTECTED, {"bob": BOB}).fetchall() == protected_before
+
+
+def test_interleaved_users_on_shared_connections_each_see_only_their_own(api, world):
+    """The REST pool (4 connections here) carries each caller's identity in the connection's session: 150
+    concurrent requests of alice, bob and anon, reads and writes mixed, must each run as their own caller."""
+    import asyncio
+
+    from tests.rest.conftest import ALICE
+
+    alice_headers, bob_headers = api.headers(api.user_token(ALICE)), api.headers(api.user_token(BOB))
+    anon_headers = api.headers(None)
+    alice_ids, bob_visible = set(world.alice_todos), {*world.bob_todos, world.alice_todos[-1]}  # + shared list
+
+    async def one(http: httpx.AsyncClient, turn: int) -> None:
+        who = turn % 3
+        if who == 0:
+            answer = await http.get("/rest/v1/todos?select=id", headers=alice_headers)
+            assert {row["id"] for row in answer.json()} == alice_ids
+        elif who == 1:
+            answer = await http.get("/rest/v1/todos?select=id", headers=bob_headers)
+            assert {row["id"] for row in answer.json()} == bob_visible
+            # A write right after reads of others (read-only sessions) on the same connections.
+            answer = await http.patch(f"/rest/v1/todos?id=eq.{world.bob_todos[0]}", json={"position": turn},
+                                      headers=bob_headers)
+            assert answer.status_code == 204, answer.text
+        else:
+            answer = await http.get("/rest/v1/todos?select=id", headers=anon_headers)
+            assert answer.status_code == 401 and answer.json()["code"] == "42501", answer.text  # no grant to anon
+            answer = await http.post("/rest/v1/todos", json={"list_id": world.alice_list, "title": "anon"},
+                                     headers=anon_headers)
+            assert answer.status_code == 401, answer.text
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+            await asyncio.gather(*(one(http, turn) for turn in range(150)))
+
+    asyncio.run(scenario())
