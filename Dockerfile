@@ -3,10 +3,11 @@
 #   docker build -t tuskbase:0.1.0 .
 #   docker run --rm --env-file .env tuskbase:0.1.0 migrate
 #
-# The project is installed in editable mode from /opt/tuskbase on purpose: the platform migrations (sql/)
-# and policies (policies/) are found beside the package sources (platform/tuskbase/migrate.py looks two
-# folders up), and they are not Python package data. Everything under /opt/tuskbase belongs to root and
-# is read-only for the process, which runs as the unprivileged user 10001.
+# A regular install (`pip install .`): the packages go to site-packages and carry the platform migrations (sql/)
+# and policies (policies/) as package data (see setup.py), so the sources are deleted once installed and nothing
+# at run time can depend on them. /opt/tuskbase keeps the example app (examples/todo, which the chart's values
+# suggest as an app dir). Everything there belongs to root and is read-only for the process, which runs as the
+# unprivileged user 10001.
 
 FROM python:3.11-slim-bookworm
 
@@ -36,10 +37,14 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 # The whole context: .dockerignore lets in only the sources, sql/, policies/ and examples/ (a folder with no
 # file yet, such as policies/ today, is absent from a clone, so it cannot be named in a COPY of its own).
+# pip compiles the installed modules to bytecode. The lint, run outside the sources once they are gone, fails
+# the build if the installed package does not find its migrations.
 COPY . ./
-RUN pip install --no-deps -e . \
-    && python -m compileall -q platform workers \
-    && tuskbase --help > /dev/null
+RUN pip install --no-deps . \
+    && rm -rf build *.egg-info setup.py platform workers sql policies \
+    && cd / \
+    && tuskbase --help > /dev/null \
+    && tuskbase policies lint
 
 # Containers reach each other by name, so the API listens on every interface; data_dir holds what a
 # process generates (keys it was not given, local storage) and is the only place it writes.

@@ -15,7 +15,23 @@ from pathlib import Path
 
 import psycopg
 
-PLATFORM_SQL = Path(__file__).resolve().parents[2] / "sql"
+
+def platform_folder(name: str) -> Path:
+    """The platform's `sql/` or `policies/`, wherever tuskbase runs from.
+
+    Installed from a wheel (or `pip install .`), they are package data: `tuskbase/_sql`, `tuskbase/_policies`
+    (setup.py maps the top-level folders there). From the source tree (an editable install, the tests), the package
+    holds no such folder and they are the repository's own, two levels above the package.
+    """
+    package = Path(__file__).resolve().parent
+    shipped = package / f"_{name}"
+    source_tree = package.parents[1]
+    if not shipped.is_dir() and (source_tree / "pyproject.toml").is_file():
+        return source_tree / name
+    return shipped
+
+
+PLATFORM_SQL = platform_folder("sql")
 NAME_PATTERN = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 # One key for every migrating process: replicas starting together migrate one after the other.
 LOCK_KEY = 0x7475736B  # "tusk"
@@ -69,6 +85,9 @@ def discover(source: str, folder: Path) -> list[Migration]:
 
 def sources(app_dir: Path | None) -> list[tuple[str, Path]]:
     """The folders migrated, platform first: app migrations may use platform schemas and roles."""
+    if not PLATFORM_SQL.is_dir():
+        # Migrating without the platform's schema would only fail later, and less clearly.
+        raise MigrationError(f"{PLATFORM_SQL}: the platform migrations are missing from this installation of tuskbase")
     folders = [("platform", PLATFORM_SQL)]
     if app_dir is not None:
         folders.append(("app", app_dir / "migrations"))

@@ -21,7 +21,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-PLATFORM_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+from tuskbase.migrate import platform_folder
+
+PLATFORM_POLICIES = platform_folder("policies")
 EXISTING_POLICIES = "select policyname from pg_policies where schemaname = %s and tablename = %s"
 STATE = """
 select c.relrowsecurity, c.relforcerowsecurity, coalesce(c.relacl::text[], '{}'),

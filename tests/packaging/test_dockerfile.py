@@ -1,10 +1,10 @@
-"""The image: Python 3.11 slim, the project installed with its migrations beside it, a non-root user, and a
-build context that carries what the image needs and none of the local state (secrets, venv, data)."""
+"""The image: Python 3.11 slim, the project installed regularly (its migrations and policies inside the package),
+a non-root user, and a build context that carries what the image needs and none of the local state (secrets, venv,
+data)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -82,7 +82,18 @@ def test_the_dependency_layer_installs_exactly_the_projects_dependencies():
     expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert printed.stdout.split("\n")[:-1] == expected
     assert any("pip install -r /tmp/requirements.txt" in r for r in instructions("RUN"))
-    assert any(re.search(r"pip install --no-deps -e \.", r) for r in instructions("RUN")), "project not installed"
+
+
+def test_the_project_is_installed_regularly_and_runs_without_its_sources():
+    """`pip install .` puts the package in site-packages with sql/ and policies/ as package data (an install like it
+    migrates in test_wheel_install.py). The copied sources are deleted right after, so nothing at run time can lean
+    on them, and `tuskbase policies lint`, run outside them, fails the build if the package lacks its migrations."""
+    run = next((r for r in instructions("RUN") if re.search(r"pip install --no-deps \.(\s|$)", r)), None)
+    assert run is not None, "project not installed with `pip install --no-deps .`"
+    steps = [step.strip() for step in run.split("&&")]
+    removed = next(step for step in steps if step.startswith("rm -rf")).split()[2:]
+    assert {"platform", "workers", "sql", "policies", "setup.py"} <= set(removed), removed
+    assert steps.index("tuskbase policies lint") > steps.index("cd /")
 
 
 def test_every_copy_source_is_in_the_build_context():
@@ -102,32 +113,12 @@ def test_the_build_context_holds_the_project_and_no_local_state():
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     missing = sorted(set(tracked) - context)
     assert not missing, f"files the image needs are left out of the build context: {missing[:10]}"
-    assert {"pyproject.toml", "README.md"} <= context  # README.md: pyproject's readme, read by the install
+    # setup.py lists the packages; README.md is pyproject's readme, read by the install.
+    assert {"pyproject.toml", "setup.py", "README.md"} <= context
     for path in context:
         top = path.split("/")[0]
         assert top not in {".venv", ".git", ".tuskbase", "tests", "bench", "node_modules", "charts"}, path
         assert not path.startswith(".env") and "__pycache__" not in path, path
-
-
-def test_the_installed_layout_finds_the_platform_migrations_and_policies(tmp_path: Path):
-    """The image installs /opt/tuskbase in editable mode because migrate.py and policies.py look for sql/ and
-    policies/ two folders above the package. Lay out the build context as the image does and check that the
-    package, imported from there, finds every platform migration."""
-    copied = tmp_path / "opt" / "tuskbase"
-    for path in build_context():
-        (copied / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / path, copied / path)
-    probe = (
-        "import json, tuskbase.migrate as m, tuskbase.policies as p;"
-        "print(json.dumps([str(m.PLATFORM_SQL), str(p.PLATFORM_POLICIES),"
-        " [x.name for x in m.all_migrations(None)]]))"
-    )
-    env = {**os.environ, "PYTHONPATH": f"{copied / 'platform'}{os.pathsep}{copied / 'workers'}"}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         check=True).stdout
-    sql_dir, policies_dir, names = json.loads(out)
-    assert Path(sql_dir) == copied / "sql" and Path(policies_dir) == copied / "policies"
-    assert names == sorted(p.name for p in (ROOT / "sql").glob("*.sql")) and names
 
 
 @pytest.mark.parametrize("path", [".env", ".tuskbase/jwt_secret", ".venv/bin/python"])
