@@ -123,8 +123,8 @@ def _build_sql(table: Table) -> None:
     table.sql = {
         # Pass A of a diff: the visible rows of a range of heap blocks (a TID range scan: sequential reads,
         # no sort; a row that moves while a client is paged through it changed after the diff began, so the
-        # change log brings it afterwards).
-        "scan_range": f"select {key}, t.xmin::text::bigint, row_to_json(t)::text, t.ctid::text from {q} t "
+        # change log brings it afterwards). The ctid comes as a tid: asyncpg reads it as (block, offset).
+        "scan_range": f"select {key}, t.xmin::text::bigint, row_to_json(t)::text, t.ctid from {q} t "
                       "where t.ctid > $1::text::tid and t.ctid < $2::text::tid",
         "blocks": f"select (pg_relation_size('{_literal(q)}'::regclass) / current_setting('block_size')::int)::int",
         # Key, version and row of the visible rows among the given keys (a jsonb array of key objects).

@@ -44,9 +44,13 @@ import base64
 import binascii
 import hashlib
 import json
+import operator
 import secrets
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
+
+import asyncpg
 
 from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
@@ -248,28 +252,68 @@ class QuickConnections:
 
 
 class _Page:
-    """The records of one answer, bounded by `limit`, and the view record writes they imply."""
+    """The records of one answer, bounded by `limit`, and the view record writes they imply.
+
+    Each record is kept twice: in the answer (`changes`) and flat (`tbls`, `keys`, `versions`, `kinds`, `rows`)
+    for the view record and for `finish`."""
 
     def __init__(self, limit: int, tables: list[Table]) -> None:
         self.room = limit
+        self.tables = {t.id: t for t in tables}
         self.changes = {t.public_name: TableChanges() for t in tables}
-        self.view: tuple[list[int], list[str], list[int | None]] = ([], [], [])
+        self.tbls: list[int] = []
+        self.keys: list[str] = []
+        self.versions: list[int | None] = []  # None: told the row is gone
+        self.kinds: list[str] = []
+        self.rows: list[str | None] = []
         self.only_new = True
 
-    def put(self, table: Table, kind: str, key: str, version: int | None, row: str | None,
-            new: bool = False) -> None:
-        """`new`: the view record has no row for this key (a fresh client's first diff): a plain COPY suffices."""
-        if not new:
-            self.only_new = False
+    def put(self, table: Table, kind: str, key: str, version: int | None, row: str | None) -> None:
+        self.only_new = False
+        self._answer(table, kind, key, row)
+        self.tbls.append(table.id)
+        self.keys.append(key)
+        self.versions.append(version)
+        self.kinds.append(kind)
+        self.rows.append(row)
+        self.room -= 1
+
+    def put_created(self, table: Table, rows: list[Any]) -> None:
+        """Rows (key, version, row, ...) the view record had no entry for when the diff began (a fresh client's
+        first diff): all are created, and a plain COPY records them. Per page, not per row: a first sync sends
+        every visible row."""
+        created = [r[2] for r in rows]
+        self.changes[table.public_name].created.extend(created)
+        self.tbls.extend(repeat(table.id, len(rows)))
+        self.keys.extend(r[0] for r in rows)
+        self.versions.extend(r[1] for r in rows)
+        self.kinds.extend(repeat("created", len(rows)))
+        self.rows.extend(created)
+        self.room -= len(rows)
+
+    def finish(self) -> None:
+        """Keep one record per key: the last. A row that changed while this pull ran can be met twice (each
+        statement reads the latest commits: two block ranges of pass A, or pass A and the change log). Every
+        record was classified against the view record as it was before this pull, so the last one is right."""
+        if len(set(self.keys)) == len(self.keys):
+            return
+        last = {key: index for index, key in enumerate(zip(self.tbls, self.keys, strict=True))}
+        if len(last) == len(self.keys):
+            return  # equal keys of different tables
+        kept = sorted(last.values())
+        self.changes = {t.public_name: TableChanges() for t in self.tables.values()}
+        for index in kept:
+            self._answer(self.tables[self.tbls[index]], self.kinds[index], self.keys[index], self.rows[index])
+        for name in ("tbls", "keys", "versions", "kinds", "rows"):
+            values = getattr(self, name)
+            setattr(self, name, [values[index] for index in kept])
+
+    def _answer(self, table: Table, kind: str, key: str, row: str | None) -> None:
         changes = self.changes[table.public_name]
         if kind == "deleted":
             changes.deleted.append(table.key_value(json.loads(key)))
         else:
             getattr(changes, kind).append(row)
-        self.view[0].append(table.id)
-        self.view[1].append(key)
-        self.view[2].append(version)
-        self.room -= 1
 
 
 class _Session:
@@ -312,7 +356,6 @@ async def pull(
         raise SyncError(BAD_REQUEST, "limit must be a positive integer")
     limit = min(limit, settings.sync_pull_limit_max)
     given = Cursor.decode(cursor, client_id) if cursor else None
-    role = claims["role"]
     database_key = settings.database_url or str(settings.db_port)
     if given is not None and given.diff is None:
         if quick is not None:
@@ -322,12 +365,25 @@ async def pull(
                 quiet = await _nothing_new(conn, given, claims, tables, database_key)
         if quiet is not None:
             return quiet
+    try:
+        return await _transaction(pool, claims, claims_json, client_id, given, limit, tables, database_key)
+    except _Reseen:
+        # Rare (a row changed during a paged first sync): answer again, comparing with the view record. The
+        # cursor is decoded anew, since the first try advanced the diff it carries.
+        given = Cursor.decode(cursor, client_id) if cursor else None
+        return await _transaction(pool, claims, claims_json, client_id, given, limit, tables, database_key,
+                                  exact=True)
+
+
+async def _transaction(pool: Any, claims: dict[str, Any], claims_json: str, client_id: str, given: Cursor | None,
+                       limit: int, tables: list[str] | None, database_key: str, *, exact: bool = False) -> PullResult:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(BEGIN, claims_json, client_id)
+        role = claims["role"]
         session = _Session(conn, role)
         catalog = await catalog_module.cached(conn, database_key)
         wanted = _requested(catalog, tables, role)
-        return await _pull(session, catalog, wanted, claims, client_id, given, limit)
+        return await _pull(session, catalog, wanted, claims, client_id, given, limit, exact)
 
 
 async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], tables: list[str] | None,
@@ -366,7 +422,8 @@ def _requested(catalog: Catalog, names: list[str] | None, role: str) -> list[Tab
 
 
 async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims: dict[str, Any], client_id: str,
-                given: Cursor | None, limit: int) -> PullResult:
+                given: Cursor | None, limit: int, exact: bool) -> PullResult:
+    """One answer. `exact`: compare every row with the view record, even in a diff that began with none."""
     conn = session.conn
     owner, pull_no, nonce, prev_nonce, feed_seq, pruned_seq, epoch = await conn.fetchrow(CLIENT_STATE, client_id)
     me = user_key(claims)
@@ -411,6 +468,8 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
         elif diff is None and seq < feed_seq and await _needs_diff(conn, catalog, wanted, seq, feed_seq):
             diff = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None, "f": False}
 
+    if exact and diff is not None:
+        diff["f"] = False
     has_more = False
     if diff is not None:
         finished = await _diff(session, catalog, client_id, diff, page)
@@ -421,20 +480,35 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
     if diff is None and page.room > 0 and seq < feed_seq:
         seq, has_more = await _incremental(session, catalog, wanted, client_id, seq, feed_seq, page)
 
-    if page.view[0]:
+    page.finish()
+    if page.keys:
         conn = await session.as_service()
         pull_no += 1
         nonce = secrets.token_urlsafe(9)
-        if page.only_new:
-            records = [(client_id, tbl, key, version, pull_no)
-                       for tbl, key, version in zip(*page.view, strict=True)]
-            await conn.copy_records_to_table("client_rows", schema_name="sync", records=records,
-                                             columns=("client_id", "tbl", "key", "version", "pull_no"))
-        else:
-            await conn.execute(RECORD, client_id, pull_no, *page.view)
+        await _record(conn, client_id, pull_no, page)
         await conn.execute(SAVE_CLIENT, client_id, pull_no, nonce)
     new_cursor = Cursor(client_id, pull_no, nonce, seq, epoch, fingerprint, diff)
     return PullResult(page.changes, new_cursor.encode(), has_more)
+
+
+async def _record(conn: Any, client_id: str, pull_no: int, page: _Page) -> None:
+    """Write the page's records into the view record."""
+    if not page.only_new:
+        await conn.execute(RECORD, client_id, pull_no, page.tbls, page.keys, page.versions)
+        return
+    records = zip(repeat(client_id), page.tbls, page.keys, page.versions, repeat(pull_no))  # tuples made in C
+    try:
+        await conn.copy_records_to_table("client_rows", schema_name="sync", records=records,
+                                         columns=("client_id", "tbl", "key", "version", "pull_no"))
+    except asyncpg.UniqueViolationError:
+        # A row sent by an earlier page of this fresh diff changed and moved further into the table, where
+        # this page met it again: it is an update for the client, which only a comparison with the view
+        # record can tell. The whole pull is answered again that way (see `pull`).
+        raise _Reseen from None
+
+
+class _Reseen(Exception):
+    """A fresh diff met a row that an earlier page of it had sent."""
 
 
 async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: int, until: int) -> bool:
@@ -526,17 +600,21 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         rows = await user.fetch(table.sql["scan_range"], resume, end)
         full = len(rows) > page.room
         if full:
-            rows = sorted(rows, key=lambda r: _tid(r[3]))[: page.room]
-        held: dict[str, int | None] = {}
-        if not diff["f"] and rows:
+            # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
+            # nearly free on sorted input) to keep exactly the first `room` of the range.
+            rows = sorted(rows, key=_BY_TID)[: page.room]
+        if diff["f"]:
+            page.put_created(table, rows)  # a fresh view record: every visible row is new
+        elif rows:
             service = await session.as_service()
             held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
-        for key, version, row, _tid_text in rows:
-            sent = held.get(key)
-            if sent != version:
-                page.put(table, "created" if sent is None else "updated", key, version, row, new=diff["f"])
+            for key, version, row, _position in rows:
+                sent = held.get(key)
+                if sent != version:
+                    page.put(table, "created" if sent is None else "updated", key, version, row)
         if full:
-            diff["k"] = rows[-1][3]
+            block, offset = rows[-1][3]
+            diff["k"] = f"({block},{offset})"
             return False
         diff["k"] = end
         if len(rows) < page.room // 2 and step < 1 << 20:
@@ -544,6 +622,9 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         if end_block >= blocks:
             return True
     return False
+
+
+_BY_TID = operator.itemgetter(3)  # a scan_range row's ctid, (block, offset)
 
 
 def _tid(text: str) -> tuple[int, int]:
