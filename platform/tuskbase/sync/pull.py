@@ -44,6 +44,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import operator
 import secrets
 from dataclasses import dataclass, field
@@ -578,14 +579,17 @@ async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[
                 return False
         diff["q"].pop(0)
         diff["ph"], diff["k"] = "a", None
+        diff.pop("d", None)  # the next table has its own density
+        diff.pop("s", None)
     return True
 
 
 async def _diff_visible(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
     """Pass A: visible rows the client lacks or holds in another version, read by ranges of heap blocks.
 
-    `diff["k"]` is the TID to resume after, `diff["s"]` the number of blocks read per query (adapted so that a
-    query returns about a page)."""
+    `diff["k"]` is the TID to resume after. Each query reads as many blocks as should hold the room left, from
+    `diff["d"]`, the visible rows per block seen so far: rows read past the room are thrown away (after RLS and
+    JSON), and too few cost another query. Before any row is seen, `diff["s"]` blocks (doubled while empty)."""
     service = await session.as_service()
     blocks = await service.fetchval(table.sql["blocks"])
     while page.room > 0:
@@ -593,11 +597,13 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         first_block = _tid(resume)[0]
         if first_block >= blocks:
             return True
-        step = diff.get("s") or 64
+        density = diff.get("d")
+        step = min(max(math.ceil(page.room / density), 1), MAX_STEP) if density else diff.get("s") or 64
         end_block = min(first_block + step, blocks)
         end = f"({end_block},0)" if end_block < blocks else "(4294967295,0)"
         user = await session.as_user()
         rows = await user.fetch(table.sql["scan_range"], resume, end)
+        _learn_density(diff, len(rows), end_block - first_block)
         full = len(rows) > page.room
         if full:
             # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
@@ -617,11 +623,19 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
             diff["k"] = f"({block},{offset})"
             return False
         diff["k"] = end
-        if len(rows) < page.room // 2 and step < 1 << 20:
-            diff["s"] = step * 2
         if end_block >= blocks:
             return True
     return False
+
+
+MAX_STEP = 1 << 20  # blocks per query (8 GB of heap)
+
+
+def _learn_density(diff: dict[str, Any], rows: int, blocks: int) -> None:
+    if rows:
+        diff["d"] = rows / max(blocks, 1)
+    elif not diff.get("d"):
+        diff["s"] = min(max(blocks, 1) * 2, MAX_STEP)
 
 
 _BY_TID = operator.itemgetter(3)  # a scan_range row's ctid, (block, offset)
