@@ -412,3 +412,22 @@ def test_a_row_met_twice_in_one_answer_is_sent_once_as_its_last_version(api, adm
     assert moved not in {r["id"] for r in answer["changes"]["todos"]["created"]}
     assert device.rows["todos"][moved]["title"] == "moved" and device.ids("todos") == todos
     assert device.pull_once()["changes"]["todos"] == {"created": [], "updated": [], "deleted": []}
+
+
+def test_pass_a_sizes_block_ranges_by_the_density_seen_and_at_most_doubles_them():
+    from tuskbase.sync.pull import FIRST_STEP, MAX_STEP, _learn, _step
+
+    dense: dict = {}
+    assert _step(dense, 10_000) == FIRST_STEP
+    _learn(dense, 5184, 64)  # 81 visible rows per block
+    assert _step(dense, 4816) == 60  # the room left, not a whole page's worth more
+    assert _step(dense, 10_000) == 124
+    sparse: dict = {}
+    _learn(sparse, 1, 64)  # one row in 64 blocks says little about the next blocks
+    assert _step(sparse, 10_000) == 128
+    empty: dict = {}
+    _learn(empty, 0, 64)
+    assert _step(empty, 10) == 128
+    _learn(empty, 0, 128)
+    assert _step(empty, 10) == 384
+    assert _step({"b": MAX_STEP, "r": 0}, 10) == MAX_STEP

@@ -579,17 +579,16 @@ async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[
                 return False
         diff["q"].pop(0)
         diff["ph"], diff["k"] = "a", None
-        diff.pop("d", None)  # the next table has its own density
-        diff.pop("s", None)
+        diff.pop("b", None)  # the next table has its own density
+        diff.pop("r", None)
     return True
 
 
 async def _diff_visible(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
     """Pass A: visible rows the client lacks or holds in another version, read by ranges of heap blocks.
 
-    `diff["k"]` is the TID to resume after. Each query reads as many blocks as should hold the room left, from
-    `diff["d"]`, the visible rows per block seen so far: rows read past the room are thrown away (after RLS and
-    JSON), and too few cost another query. Before any row is seen, `diff["s"]` blocks (doubled while empty)."""
+    `diff["k"]` is the TID to resume after; `diff["b"]` and `diff["r"]` the blocks read and visible rows found so
+    far in this table, from which the next query's range is sized (see `_step`)."""
     service = await session.as_service()
     blocks = await service.fetchval(table.sql["blocks"])
     while page.room > 0:
@@ -597,13 +596,12 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         first_block = _tid(resume)[0]
         if first_block >= blocks:
             return True
-        density = diff.get("d")
-        step = min(max(math.ceil(page.room / density), 1), MAX_STEP) if density else diff.get("s") or 64
+        step = _step(diff, page.room)
         end_block = min(first_block + step, blocks)
         end = f"({end_block},0)" if end_block < blocks else "(4294967295,0)"
         user = await session.as_user()
         rows = await user.fetch(table.sql["scan_range"], resume, end)
-        _learn_density(diff, len(rows), end_block - first_block)
+        _learn(diff, len(rows), end_block - first_block)
         full = len(rows) > page.room
         if full:
             # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
@@ -628,14 +626,27 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
     return False
 
 
+FIRST_STEP = 64  # blocks of a table's first query
 MAX_STEP = 1 << 20  # blocks per query (8 GB of heap)
 
 
-def _learn_density(diff: dict[str, Any], rows: int, blocks: int) -> None:
-    if rows:
-        diff["d"] = rows / max(blocks, 1)
-    elif not diff.get("d"):
-        diff["s"] = min(max(blocks, 1) * 2, MAX_STEP)
+def _step(diff: dict[str, Any], room: int) -> int:
+    """Blocks for the next query of pass A: those that should hold the room left at the density seen so far in
+    this table (rows read past the room are thrown away after RLS and JSON; too few cost another query), but at
+    most twice the blocks read so far, since a range is read whole before it is cut to the room and a sparse
+    stretch says little about the blocks after it."""
+    read, seen = diff.get("b", 0), diff.get("r", 0)
+    if not read:
+        return FIRST_STEP
+    bound = min(2 * read, MAX_STEP)
+    if not seen:
+        return bound
+    return max(1, min(math.ceil(room * read / seen), bound))
+
+
+def _learn(diff: dict[str, Any], rows: int, blocks: int) -> None:
+    diff["b"] = diff.get("b", 0) + blocks
+    diff["r"] = diff.get("r", 0) + rows
 
 
 _BY_TID = operator.itemgetter(3)  # a scan_range row's ctid, (block, offset)
