@@ -152,13 +152,29 @@ class PullResult:
     reset: bool = False
 
     def body(self) -> bytes:
-        tables = ",".join(f"{json.dumps(name)}:{c.to_json()}" for name, c in self.changes.items())
+        if self.count == 0:
+            tables = _empty_changes(tuple(self.changes))
+        else:
+            tables = ",".join(f"{json.dumps(name)}:{c.to_json()}" for name, c in self.changes.items())
         return (f'{{"changes":{{{tables}}},"cursor":{json.dumps(self.cursor)},'
                 f'"has_more":{json.dumps(self.has_more)},"reset":{json.dumps(self.reset)}}}').encode()
 
     @property
     def count(self) -> int:
         return sum(len(c.created) + len(c.updated) + len(c.deleted) for c in self.changes.values())
+
+
+_EMPTY_CHANGES: dict[tuple[str, ...], str] = {}
+
+
+def _empty_changes(names: tuple[str, ...]) -> str:
+    """The `changes` members of an answer with nothing in it, kept per table set (most answers to polls)."""
+    text = _EMPTY_CHANGES.get(names)
+    if text is None:
+        text = ",".join(f'{json.dumps(name)}:{{"created":[],"updated":[],"deleted":[]}}' for name in names)
+        if len(_EMPTY_CHANGES) < 1000:
+            _EMPTY_CHANGES[names] = text
+    return text
 
 
 @dataclass
@@ -173,6 +189,7 @@ class Cursor:
     fingerprint: str  # catalog fingerprint and claims hash the view was computed with
     diff: dict[str, Any] | None = None  # an unfinished diff: {"u": target seq, "q": [tbl ids], "ph": "a"|"b",
     #                                      "k": resume key json or None, "f": fresh (no view held before)}
+    text: str | None = field(default=None, compare=False, repr=False)  # as the client sent it (current version)
 
     def encode(self) -> str:
         raw = json.dumps({"v": 2, "c": self.client, "p": self.pull_no, "n": self.nonce, "s": self.seq,
@@ -188,6 +205,8 @@ class Cursor:
             cursor = cls(raw["c"], int(raw["p"]), raw["n"], int(raw["s"]), int(raw["e"]), str(raw["f"]), raw["d"])
             if cursor.diff is not None and not isinstance(cursor.diff, dict):
                 raise ValueError("diff")
+            if raw["v"] == 2:
+                cursor.text = text  # a "nothing new" answer hands it back without encoding it again
             if raw["v"] == 1 and cursor.diff is not None and cursor.diff.get("ph") == "b":
                 # Version 1 resumed pass B after a key in jsonb order; keys are now ordered as text (migration
                 # 0035), so that position would skip keys: pass B of the current table starts over instead.
@@ -204,11 +223,27 @@ def claims_hash(claims: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def view_fingerprint(catalog: Catalog, claims: dict[str, Any], wanted: list[Table]) -> str:
+# Polling clients present the same token, catalog and tables again and again: the fingerprint of a combination
+# is kept (keyed by the claims' JSON text, which the claims cache hands out per token), bounded.
+_FINGERPRINTS: dict[tuple[str, str, tuple[int, ...]], str] = {}
+_FINGERPRINTS_MAX = 10_000
+
+
+def view_fingerprint(catalog: Catalog, claims: dict[str, Any], wanted: list[Table],
+                     claims_json: str | None = None) -> str:
     """What a client's view was computed with: catalog (tables, policies, functions), claims and the tables asked
     for. A pull that sees another fingerprint re-diffs (a new table in the set, a policy change, new claims)."""
-    tables = ",".join(str(t.id) for t in wanted)
-    return hashlib.sha256(f"{catalog.fingerprint}.{claims_hash(claims)}.{tables}".encode()).hexdigest()[:20]
+    ids = tuple(t.id for t in wanted)
+    key = (catalog.fingerprint, claims_json, ids) if claims_json is not None else None
+    found = _FINGERPRINTS.get(key) if key is not None else None
+    if found is None:
+        tables = ",".join(map(str, ids))
+        found = hashlib.sha256(f"{catalog.fingerprint}.{claims_hash(claims)}.{tables}".encode()).hexdigest()[:20]
+        if key is not None:
+            if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
+                _FINGERPRINTS.clear()
+            _FINGERPRINTS[key] = found
+    return found
 
 
 def user_key(claims: dict[str, Any]) -> str:
@@ -360,10 +395,10 @@ async def pull(
     database_key = settings.database_url or str(settings.db_port)
     if given is not None and given.diff is None:
         if quick is not None:
-            quiet = await quick.run(_nothing_new, given, claims, tables, database_key)
+            quiet = await quick.run(_nothing_new, given, claims, claims_json, tables, database_key)
         else:
             async with pool.acquire() as conn:
-                quiet = await _nothing_new(conn, given, claims, tables, database_key)
+                quiet = await _nothing_new(conn, given, claims, claims_json, tables, database_key)
         if quiet is not None:
             return quiet
     try:
@@ -387,8 +422,8 @@ async def _transaction(pool: Any, claims: dict[str, Any], claims_json: str, clie
         return await _pull(session, catalog, wanted, claims, client_id, given, limit, exact)
 
 
-async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], tables: list[str] | None,
-                       database_key: str) -> PullResult | None:
+async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], claims_json: str,
+                       tables: list[str] | None, database_key: str) -> PullResult | None:
     """The answer when the change log has nothing past the cursor and nothing else moved; None otherwise.
 
     One round trip (`sync.client_state`), no transaction, no synced table read."""
@@ -400,9 +435,9 @@ async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], tables:
     if catalog is None:
         return None
     wanted = _requested(catalog, tables, claims["role"])
-    if given.fingerprint != view_fingerprint(catalog, claims, wanted):
+    if given.fingerprint != view_fingerprint(catalog, claims, wanted, claims_json):
         return None
-    return PullResult({t.public_name: TableChanges() for t in wanted}, given.encode(), False)
+    return PullResult({t.public_name: TableChanges() for t in wanted}, given.text or given.encode(), False)
 
 
 def _requested(catalog: Catalog, names: list[str] | None, role: str) -> list[Table]:
