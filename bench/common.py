@@ -62,9 +62,14 @@ def api_env(url: str, port: int, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def serve(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        yield from _until_stopped(process, log, command, base)
+    try:
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            yield from _until_stopped(process, log, command, base)
+    finally:
+        data_dir = Path(env.get("TUSKBASE_DATA_DIR", ""))
+        if data_dir.name.startswith("tuskbase-bench-data-"):  # made by api_env for this server only
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _until_stopped(process: subprocess.Popen[bytes], log, command: list[str], base: str) -> Iterator[str]:
@@ -102,11 +107,15 @@ def uvicorn_command(port: int, workers: int = 1) -> list[str]:
             "--loop", "uvloop", "--http", "httptools"]
 
 
+def ensure_wrk() -> None:
+    if shutil.which("wrk") is None:
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+
+
 def wrk(url: str, *, seconds: int = 8, connections: int = 64, threads: int = 2,
         headers: dict[str, str] | None = None) -> float:
     """Requests per second wrk measured (non-2xx answers make the run fail: a benchmark of errors lies)."""
-    if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+    ensure_wrk()
     args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]

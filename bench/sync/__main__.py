@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.common import JWT_SECRET, api_env, database, free_port, granian_command, serve, wrk
+from bench.common import JWT_SECRET, api_env, database, ensure_wrk, free_port, granian_command, serve, wrk
 from tuskbase.config import Settings
 from tuskbase.sync.feed import PEEK, PUBLICATION, Feed
 from tuskbase.sync.pgoutput import Decoder
@@ -294,6 +294,7 @@ def _lua_string(text: str) -> str:
 
 
 def _wrk_script(url: str, script: str, seconds: int, connections: int, headers: dict[str, str]) -> float:
+    ensure_wrk()
     args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", script]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
