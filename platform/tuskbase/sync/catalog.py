@@ -126,7 +126,14 @@ def _build_sql(table: Table) -> None:
         # change log brings it afterwards). The ctid comes as a tid: asyncpg reads it as (block, offset).
         "scan_range": f"select {key}, t.xmin::text::bigint, row_to_json(t)::text, t.ctid from {q} t "
                       "where t.ctid > $1::text::tid and t.ctid < $2::text::tid",
-        "blocks": f"select (pg_relation_size('{_literal(q)}'::regclass) / current_setting('block_size')::int)::int",
+        # Where pass A stands in each pull: the heap's size in blocks and its storage (its relfilenode, new after
+        # VACUUM FULL, CLUSTER, TRUNCATE or a rewriting ALTER, each of which gives every row another ctid). The
+        # table named in FROM (no row read) takes its ACCESS SHARE lock, kept until the pull commits and taken
+        # before the functions read the catalog: no rewrite (ACCESS EXCLUSIVE) can commit between this
+        # statement and the scans of the pull, so the storage it reports is the one they read.
+        "storage": f"select (pg_relation_size(s.r) / current_setting('block_size')::int)::int, "
+                   f"pg_relation_filenode(s.r)::bigint from (values ('{_literal(q)}'::regclass)) s(r) "
+                   f"left join (select from {q} limit 0) locked on true",
         # Key, version and row of the visible rows among the given keys (a jsonb array of key objects).
         "by_keys": f"{select} join jsonb_populate_recordset(null::{q}, $1::jsonb) k on {join}",
         # Which of the given keys are visible (pass B: rows a client holds that left its view).

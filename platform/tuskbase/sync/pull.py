@@ -27,8 +27,10 @@ from the change log. Two modes:
   invisible and never sent -> nothing (not even the id). The change log's seq follows commit order, so the
   cursor never skips a commit that committed late.
 - diff: when something that decides visibility changed (a table a policy reads, a policy, the token's claims,
-  a TRUNCATE, a new slot), every visible row is compared with the view record (pass A, in key order), then
-  every held row is checked for visibility (pass B). Exact for any policy; paged by the cursor.
+  a TRUNCATE, a new slot), every visible row is compared with the view record (pass A, by heap position),
+  then every held row is checked for visibility (pass B, in key order). Exact for any policy; paged by the
+  cursor. A table rewritten between two pages (VACUUM FULL, CLUSTER, a rewriting ALTER: new positions, nothing
+  in the change log) has its pass A started over; the rows already sent compare equal and are not sent again.
 
 A pull with nothing new answers from `sync.clients` and `sync.feed_state` alone, without reading synced tables.
 
@@ -188,7 +190,10 @@ class Cursor:
     epoch: int
     fingerprint: str  # catalog fingerprint and claims hash the view was computed with
     diff: dict[str, Any] | None = None  # an unfinished diff: {"u": target seq, "q": [tbl ids], "ph": "a"|"b",
-    #                                      "k": resume key json or None, "f": fresh (no view held before)}
+    #                                      "k": resume position (pass A: ctid, pass B: key json) or None,
+    #                                      "f": fresh (no view held before), and for the current table's pass A
+    #                                      "n": storage "k" is a position in, "x": restarted after a rewrite,
+    #                                      "b"/"r": blocks read and rows seen}
     text: str | None = field(default=None, compare=False, repr=False)  # as the client sent it (current version)
 
     def encode(self) -> str:
@@ -614,18 +619,21 @@ async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[
                 return False
         diff["q"].pop(0)
         diff["ph"], diff["k"] = "a", None
-        diff.pop("b", None)  # the next table has its own density
-        diff.pop("r", None)
+        for own in ("b", "r", "n", "x"):  # the next table has its own density, storage and restart
+            diff.pop(own, None)
     return True
 
 
 async def _diff_visible(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
     """Pass A: visible rows the client lacks or holds in another version, read by ranges of heap blocks.
 
-    `diff["k"]` is the TID to resume after; `diff["b"]` and `diff["r"]` the blocks read and visible rows found so
-    far in this table, from which the next query's range is sized (see `_step`)."""
-    service = await session.as_service()
-    blocks = await service.fetchval(table.sql["blocks"])
+    `diff["k"]` is the TID to resume after, `diff["n"]` the storage it is a position in (see `_check_storage`);
+    `diff["b"]` and `diff["r"]` the blocks read and visible rows found so far in this table, from which the next
+    query's range is sized (see `_step`)."""
+    user = await session.as_user()
+    blocks, storage = await user.fetchrow(table.sql["storage"])
+    _check_storage(diff, storage)
+    compare = not diff["f"] or diff.get("x", False)
     while page.room > 0:
         resume = diff["k"] or "(0,0)"
         first_block = _tid(resume)[0]
@@ -642,7 +650,7 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
             # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
             # nearly free on sorted input) to keep exactly the first `room` of the range.
             rows = sorted(rows, key=_BY_TID)[: page.room]
-        if diff["f"]:
+        if not compare:
             page.put_created(table, rows)  # a fresh view record: every visible row is new
         elif rows:
             service = await session.as_service()
@@ -659,6 +667,26 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         if end_block >= blocks:
             return True
     return False
+
+
+def _check_storage(diff: dict[str, Any], storage: int | None) -> None:
+    """Start pass A of the table over if its heap was rewritten since the position in `diff["k"]` was taken.
+
+    A rewrite (VACUUM FULL, CLUSTER, a rewriting ALTER) moves every row to another ctid and writes nothing to
+    the change log: resuming at the old position would skip rows for good (or meet rows again; a TRUNCATE, which
+    also gets new storage, is logged and re-diffed afterwards, and restarts here too). Walking the table again
+    from its start sends nothing twice: the rows sent before compare equal with the view record (VACUUM FULL and
+    CLUSTER keep each row's xmin; an ALTER that wrote every row anew sends them again, as updates). A position
+    with no storage beside it comes from a cursor issued before it was recorded: a rewrite may have happened
+    since, so that table starts over too (once, for the diffs under way when this version was deployed)."""
+    if diff["k"] is not None and ("n" not in diff or diff["n"] != storage):
+        diff["k"] = None
+        diff.pop("b", None)
+        diff.pop("r", None)
+        # Its view record now holds the rows sent before the rewrite: compare with it, not the fresh path's
+        # COPY of every row (pass B stays skipped in a fresh diff: every row it holds was sent by this diff).
+        diff["x"] = True
+    diff["n"] = storage
 
 
 FIRST_STEP = 64  # blocks of a table's first query
