@@ -3,6 +3,10 @@
 Every request that touches app data goes through `request_transaction`: one pooled connection, one
 transaction, identity set once with a single `set_config` statement, so RLS sees the caller's role and
 claims, and both vanish at COMMIT (the `true` of set_config makes them transaction-local).
+
+REST, the hot path, uses `request_session` on its own pool instead: the identity is set for the connection's
+session and the statement runs in its own implicit transaction, two round trips instead of four; the pool
+replaces or clears that identity on every hand-out (see `rest.pool`).
 """
 
 from __future__ import annotations

@@ -107,6 +107,7 @@ class FastPool:
 
     async def close(self) -> None:
         self._closed = True
+        self._identified.clear()
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()
