@@ -31,6 +31,10 @@ from the change log. Two modes:
   then every held row is checked for visibility (pass B, in key order). Exact for any policy; paged by the
   cursor. A table rewritten between two pages (VACUUM FULL, CLUSTER, a rewriting ALTER: new positions, nothing
   in the change log) has its pass A started over; the rows already sent compare equal and are not sent again.
+  A diff's pages all carry the fingerprint (and feed epoch) it began with: a pull that sees other ones starts
+  the diff over, comparing with the view record (the pages read under the old rules left no trace in the change
+  log). A table a policy reads that changed while the diff ran is in the change log past the diff's target: the
+  pull that ends the diff stops there (has_more), and the next one re-diffs.
 
 A pull with nothing new answers from `sync.clients` and `sync.feed_state` alone, without reading synced tables.
 
@@ -188,7 +192,7 @@ class Cursor:
     nonce: str | None
     seq: int  # every change up to this seq is reflected in what the client was sent
     epoch: int
-    fingerprint: str  # catalog fingerprint and claims hash the view was computed with
+    fingerprint: str  # catalog fingerprint and claims hash the view (or the diff under way) was computed with
     diff: dict[str, Any] | None = None  # an unfinished diff: {"u": target seq, "q": [tbl ids], "ph": "a"|"b",
     #                                      "k": resume position (pass A: ctid, pass B: key json) or None,
     #                                      "f": fresh (no view held before), and for the current table's pass A
@@ -503,7 +507,10 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
     else:
         assert given is not None
         diff, seq = given.diff, given.seq
-        if diff is None and (given.epoch != epoch or given.fingerprint != fingerprint):
+        if given.epoch != epoch or given.fingerprint != fingerprint:
+            # The rules changed since the view was computed, or since the diff under way began (its pages so far
+            # were read under the old ones, and no change log entry will ever point back at them): diff anew,
+            # against the view record, which holds what those pages sent.
             diff = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None,
                     "f": not await conn.fetchval(HAS_VIEW, client_id)}
         elif diff is None and seq < feed_seq and await _needs_diff(conn, catalog, wanted, seq, feed_seq):
@@ -516,9 +523,14 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
         finished = await _diff(session, catalog, client_id, diff, page)
         if finished:
             seq, diff = diff["u"], None
+            # A table a policy reads changed while the diff ran (past its target seq): the tables it already
+            # walked were judged without that change, which the changed keys alone do not bring. The next pull
+            # re-diffs, as it would after any such change.
+            if seq < feed_seq:
+                has_more = await _needs_diff(await session.as_service(), catalog, wanted, seq, feed_seq)
         else:
             has_more = True
-    if diff is None and page.room > 0 and seq < feed_seq:
+    if diff is None and not has_more and page.room > 0 and seq < feed_seq:
         seq, has_more = await _incremental(session, catalog, wanted, client_id, seq, feed_seq, page)
 
     page.finish()
