@@ -17,6 +17,20 @@ FORBIDDEN_TABLE = ("SYNC106", 403)  # the caller's role may not read this table 
 REFUSED = ("SYNC110", 409)  # a push refused (per-row reasons in details)
 TOO_LARGE = ("SYNC111", 413)  # a push with too many rows
 
+# The WatermelonDB endpoint (watermelon.py)
+BAD_TIMESTAMP = ("SYNC120", 400)  # last_pulled_at not a number this server issued to this user
+BAD_PARAMETER = ("SYNC121", 400)  # schema_version, migration or limit malformed
+NOT_WATERMELON_TABLE = ("SYNC122", 400)  # not a table WatermelonDB can sync (not served, or no one-column key)
+UNKNOWN_COLUMN = ("SYNC123", 400)  # a pushed field is not a column
+BAD_RECORD = ("SYNC124", 400)  # a pushed record is not an object with a string id, or a value is malformed
+CONFLICT = ("SYNC125", 409)  # changed or deleted on the server since lastPulledAt: pull, then push again
+FORBIDDEN_WRITE = ("SYNC126", 403)  # row-level security refused one of the writes
+REFUSED_RECORD = ("SYNC127", 400)  # the engine refused a record for another reason (details say which)
+
+# The live channel (routes_live.py)
+LIVE_LIMIT = ("SYNC130", 429)  # live connection limit reached
+LIVE_NOT_READY = ("SYNC131", 503)  # the live channel is not listening yet
+
 
 class SyncError(Exception):
     def __init__(self, kind: tuple[str, int], message: str, details: Any = None) -> None:

@@ -33,12 +33,10 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.response import Stream
 
 from tuskbase import db
-from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
+from tuskbase.sync.errors import BAD_REQUEST, LIVE_LIMIT, LIVE_NOT_READY, UNAUTHORIZED, SyncError
 from tuskbase.sync.live import LimitReached, LiveHub, NotReady, Subscriber, start_position
 from tuskbase.tokens import TokenError
 
-TOO_MANY = ("SYNC130", 429)  # live connection limit reached (this module's; to be folded into errors.py)
-UNAVAILABLE = ("SYNC131", 503)  # the live channel is not listening yet
 SSE_KEEPALIVE_SECONDS = 15.0
 
 CLOSE_TOKEN = 4001
@@ -199,9 +197,9 @@ async def live_events(request: Request) -> Response[bytes] | Stream:
         try:
             subscriber = hub.subscribe(claims, claims_json, seq)
         except LimitReached as error:
-            raise SyncError(TOO_MANY, str(error)) from None
+            raise SyncError(LIVE_LIMIT, str(error)) from None
         except NotReady as error:
-            raise SyncError(UNAVAILABLE, str(error)) from None
+            raise SyncError(LIVE_NOT_READY, str(error)) from None
     except SyncError as error:
         return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=MediaType.JSON)
     return Stream(_events(hub, subscriber), media_type="text/event-stream",

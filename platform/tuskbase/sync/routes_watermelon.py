@@ -18,7 +18,7 @@ import msgspec
 from litestar import MediaType, Request, Response, get, post
 
 from tuskbase.sync import watermelon
-from tuskbase.sync.errors import UNAUTHORIZED, SyncError
+from tuskbase.sync.errors import BAD_RECORD, UNAUTHORIZED, SyncError
 from tuskbase.tokens import TokenError
 
 JSON = MediaType.JSON
@@ -54,7 +54,7 @@ async def watermelon_push(request: Request) -> Response[bytes]:
         try:
             body = msgspec.json.decode(await request.body())
         except msgspec.DecodeError:
-            raise SyncError(watermelon.BAD_RECORD, "the body must be JSON") from None
+            raise SyncError(BAD_RECORD, "the body must be JSON") from None
         state = request.app.state
         answer = await watermelon.push(state.pool, claims, claims_json, request.query_params, body, state.settings)
     except SyncError as error:

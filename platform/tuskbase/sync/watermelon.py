@@ -24,7 +24,7 @@ must answer `{changes: {table: {created, updated, deleted}}, timestamp}` with a 
   `merge` only when the same column changed; `lww` and custom rules decide as declared). Nothing is applied
   unless everything is. A push is idempotent: replaying the same body for the same timestamp changes nothing.
 
-Errors are the engine's JSON shape (`{"code", "message", "details"}`); codes SYNC120-SYNC129 are this module's.
+Errors are the engine's JSON shape (`{"code", "message", "details"}`); its codes (SYNC120-SYNC127) are in errors.py.
 """
 
 from __future__ import annotations
@@ -45,17 +45,17 @@ from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync import pull as engine_pull
 from tuskbase.sync import push as engine_push
 from tuskbase.sync.catalog import Catalog, Table
-from tuskbase.sync.errors import SyncError
-
-# This module's error kinds (same shape as errors.py; to be folded into it).
-BAD_TIMESTAMP = ("SYNC120", 400)  # last_pulled_at not a number this server issued to this user
-BAD_PARAMETER = ("SYNC121", 400)  # schema_version, migration or limit malformed
-UNKNOWN_TABLE = ("SYNC122", 400)  # not a table WatermelonDB can sync (not served, or no one-column key)
-UNKNOWN_COLUMN = ("SYNC123", 400)  # a pushed field is not a column
-BAD_RECORD = ("SYNC124", 400)  # a pushed record is not an object with a string id, or a value is malformed
-CONFLICT = ("SYNC125", 409)  # changed or deleted on the server since lastPulledAt: pull, then push again
-FORBIDDEN = ("SYNC126", 403)  # row-level security refused one of the writes
-REFUSED = ("SYNC127", 400)  # the engine refused a row for another reason (details say which)
+from tuskbase.sync.errors import (
+    BAD_PARAMETER,
+    BAD_RECORD,
+    BAD_TIMESTAMP,
+    CONFLICT,
+    FORBIDDEN_WRITE,
+    NOT_WATERMELON_TABLE,
+    REFUSED_RECORD,
+    UNKNOWN_COLUMN,
+    SyncError,
+)
 
 AS_SERVICE = "select set_config('role', 'service_role', true)"
 FIND_PULL = "select client_id, cursor from sync.watermelon_pulls where id = $1"
@@ -352,8 +352,9 @@ async def push(pool: Any, claims: dict[str, Any], claims_json: str, params: Any,
         raise SyncError(CONFLICT, "changed on the server since lastPulledAt: pull, then push again; "
                                   "nothing was applied", {"refused": refused})
     if "forbidden" in reasons:
-        raise SyncError(FORBIDDEN, "row-level security refused a write; nothing was applied", {"refused": refused})
-    raise SyncError(REFUSED, "a record cannot be applied; nothing was applied", {"refused": refused})
+        raise SyncError(FORBIDDEN_WRITE, "row-level security refused a write; nothing was applied",
+                        {"refused": refused})
+    raise SyncError(REFUSED_RECORD, "a record cannot be applied; nothing was applied", {"refused": refused})
 
 
 def _translate(tables: dict[str, Table], changes: Any) -> dict[str, dict[str, list[Any]]]:
@@ -363,7 +364,7 @@ def _translate(tables: dict[str, Table], changes: Any) -> dict[str, dict[str, li
     for name, table_changes in changes.items():
         table = tables.get(name)
         if table is None:
-            raise SyncError(UNKNOWN_TABLE, f"{name!r} is not a table this server syncs with WatermelonDB")
+            raise SyncError(NOT_WATERMELON_TABLE, f"{name!r} is not a table this server syncs with WatermelonDB")
         if not isinstance(table_changes, dict) or set(table_changes) - {"created", "updated", "deleted"}:
             raise SyncError(BAD_RECORD, f"changes of {name!r} must be an object of created, updated, deleted")
         out: dict[str, list[Any]] = {"created": [], "updated": [], "deleted": []}
