@@ -60,6 +60,7 @@ class FastPool:
             if not conn.is_closed():
                 return conn
             self._count -= 1  # the server closed it while idle (restart, pg_terminate_backend)
+            self._identified.discard(id(conn))
         if self._closed:
             raise asyncpg.InterfaceError("the REST pool is closed")
         if self._count < self._size:
