@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import asyncpg
+
 DB_CONNECTION = "PGRST001"  # 503: the database cannot be reached
 # Grammar and request errors (status 400 unless noted).
 PARSE_ERROR = "PGRST100"  # query string does not follow the grammar
@@ -105,3 +107,25 @@ def from_database(error: Any, authenticated: bool) -> ApiError:
     message = getattr(error, "message", None) or str(error)
     status = status_of_sqlstate(code, authenticated)
     return ApiError(status, code, message, getattr(error, "detail", None), getattr(error, "hint", None))
+
+
+class DatabaseErrors:
+    """`with DatabaseErrors(authenticated):` around a database call answers what it raises in PostgREST's shape:
+    a database error with its SQLSTATE, a value asyncpg cannot encode as 400 PGRST100, a lost connection as 503."""
+
+    __slots__ = ("authenticated",)
+
+    def __init__(self, authenticated: bool) -> None:
+        self.authenticated = authenticated
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _kind: Any, error: BaseException | None, _trace: Any) -> bool:
+        if isinstance(error, asyncpg.PostgresError):
+            raise from_database(error, self.authenticated) from None
+        if isinstance(error, (asyncpg.DataError, ValueError, TypeError)):
+            raise ApiError(400, PARSE_ERROR, f"Invalid value: {error}") from None
+        if isinstance(error, (asyncpg.InterfaceError, OSError, TimeoutError)):
+            raise unavailable(error) from None
+        return False

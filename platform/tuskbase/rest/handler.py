@@ -245,7 +245,7 @@ class RestService:
                        authenticated: bool, conn: Any = None) -> Answer:
         statement = compiled.statement
         started = time.perf_counter()
-        try:
+        with errors.DatabaseErrors(authenticated):
             if conn is not None:  # a sub-request of a batch, inside the batch's transaction
                 body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
             elif compiled.planned is None:
@@ -257,12 +257,6 @@ class RestService:
                 async with db.request_session(self.pool, claims, readonly=compiled.readonly,
                                               encoded_claims=claims_json) as conn, conn.transaction():
                     body, rows, total = await self._planned(conn, compiled)
-        except asyncpg.PostgresError as error:
-            raise errors.from_database(error, authenticated) from None
-        except (asyncpg.DataError, ValueError, TypeError) as error:
-            raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
-        except (asyncpg.InterfaceError, OSError, TimeoutError) as error:
-            raise errors.unavailable(error) from None
         answer = self.read_answer(compiled, body, rows, total)
         answer.headers.append((b"server-timing", compiled.timing
                                + f", db;dur={(time.perf_counter() - started) * 1000:.2f}".encode()))
@@ -378,27 +372,25 @@ class RestService:
         limit = prefer.max_affected if prefer.handling == "strict" and method in ("PATCH", "DELETE") else None
         in_batch = conn is not None
         try:
-            if in_batch:
-                text, rows_changed = await self._run_write(conn, statements, representation, request.accept, limit)
-            elif len(statements) == 1 and limit is None and request.accept != "single" and prefer.tx != "rollback":
-                # One statement and nothing to check after it: its own implicit transaction is all it needs.
-                async with db.request_session(self.pool, claims, readonly=False, encoded_claims=claims_json) as conn:
-                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
-            else:
-                async with db.request_session(self.pool, claims, readonly=False,
-                                              encoded_claims=claims_json) as conn, conn.transaction():
+            with errors.DatabaseErrors(authenticated):
+                if in_batch:
                     text, rows_changed = await self._run_write(conn, statements, representation, request.accept,
                                                                limit)
-                    if prefer.tx == "rollback":
-                        raise _Rollback(text, rows_changed)
+                elif (len(statements) == 1 and limit is None and request.accept != "single"
+                      and prefer.tx != "rollback"):
+                    # One statement and nothing to check after it: its own implicit transaction is all it needs.
+                    async with db.request_session(self.pool, claims, readonly=False,
+                                                  encoded_claims=claims_json) as conn:
+                        text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
+                else:
+                    async with db.request_session(self.pool, claims, readonly=False,
+                                                  encoded_claims=claims_json) as conn, conn.transaction():
+                        text, rows_changed = await self._run_write(conn, statements, representation,
+                                                                   request.accept, limit)
+                        if prefer.tx == "rollback":
+                            raise _Rollback(text, rows_changed)
         except _Rollback as done:  # Prefer: tx=rollback: the answer of the write, none of its effects
             text, rows_changed = done.args
-        except asyncpg.PostgresError as error:
-            raise errors.from_database(error, authenticated) from None
-        except (asyncpg.DataError, ValueError, TypeError) as error:
-            raise ApiError(400, errors.PARSE_ERROR, f"Invalid value: {error}") from None
-        except (asyncpg.InterfaceError, OSError, TimeoutError) as error:
-            raise errors.unavailable(error) from None
         out: list[tuple[bytes, bytes]] = [(b"content-type", JSON)]
         total = rows_changed if prefer.count else None
         if method == "POST":
