@@ -1,10 +1,10 @@
 """A small asyncpg connection pool for the REST hot path.
 
 asyncpg's own `Pool` costs about 100 us of Python per acquire/release pair on this machine (queue, timeout
-contexts and a reset query per release): as much as the four round trips of the request transaction
-together. REST needs none of it: every request runs in one transaction whose settings are transaction-local
-(`set_config(..., true)`), so a connection that ends outside a transaction, without an error of the
-connection itself, is clean. Acquiring is popping a list; a connection in doubt is closed, never reused.
+contexts and a reset query per release): as much as a request's round trips together. REST needs none of it:
+the only session state a request leaves is the caller's identity, which the next hand-out replaces or clears
+(below), so a connection that ends outside a transaction, without an error of the connection itself, is fit
+for reuse. Acquiring is popping a list; a connection in doubt is closed, never reused.
 
 It has the `acquire()` shape of asyncpg's pool, so `db.request_transaction` runs on it unchanged.
 
