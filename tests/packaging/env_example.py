@@ -1,10 +1,11 @@
-"""Rewrite the settings reference at the end of .env.example from `tuskbase.config` (run after adding settings).
+"""Rewrite the settings reference at the end of tuskbase.env.example from `tuskbase.config` (run after adding
+settings).
 
     .venv/bin/python -m tests.packaging.env_example          # print the reference section
-    .venv/bin/python -m tests.packaging.env_example --write  # replace it in .env.example
+    .venv/bin/python -m tests.packaging.env_example --write  # replace it in tuskbase.env.example
 
-Everything above the marker line (the stack's own variables and the required secrets) is written by hand and
-kept as it is.
+Everything above the marker line is written by hand and kept as it is. The stack's own variables and the
+secrets are in .env.example, written by hand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tuskbase.config import PREFIX, Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 MARKER = "# --- every other setting, with its default "
-# Set by docker-compose.yml, or required and described above the marker.
+# Set by docker-compose.yml, or secrets described in .env.example.
 DESCRIBED_ABOVE = {
     "database_url", "app_dir", "data_dir", "host", "port", "db_port", "jwt_secret", "authenticator_password",
     "broker_url",
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
     if "--write" not in argv:
         print(reference(), end="")
         return 0
-    path = ROOT / ".env.example"
+    path = ROOT / "tuskbase.env.example"
     text = path.read_text()
     head, found, _ = text.partition(MARKER)
     if not found:

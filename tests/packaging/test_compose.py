@@ -1,6 +1,6 @@
 """docker-compose.yml: valid Compose (the compose-spec schema and docker-compose's own `config`), the start order
-(Postgres healthy -> migrate completed -> api, worker, feed), the settings every container gets, and an
-.env.example that documents them."""
+(Postgres healthy -> migrate completed -> api, worker, feed), the settings and the only secrets each container
+gets, and the .env.example (stack and secrets) and tuskbase.env.example (settings) that document them."""
 
 from __future__ import annotations
 
@@ -42,11 +42,15 @@ def compose_validator() -> jsonschema.Draft201909Validator:
     return jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text()))
 
 
-def project(tmp_path: Path, **overrides: str) -> Path:
-    """A copy of the stack as a team sets it up: the compose file, and .env copied from .env.example."""
+def project(tmp_path: Path, settings: dict[str, str] | None = None, **overrides: str) -> Path:
+    """A copy of the stack as a team sets it up: the compose file, .env copied from .env.example (with
+    `overrides`) and tuskbase.env from tuskbase.env.example (with `settings`)."""
     shutil.copy2(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
     values = {**env_file(ROOT / ".env.example"), **overrides}
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    shutil.copy2(ROOT / "tuskbase.env.example", tmp_path / "tuskbase.env")
+    with (tmp_path / "tuskbase.env").open("a") as extra:
+        extra.write("".join(f"{k}={v}\n" for k, v in (settings or {}).items()))
     return tmp_path
 
 
@@ -84,13 +88,51 @@ def test_docker_compose_accepts_the_stack_and_gives_each_container_valid_setting
         environment["TUSKBASE_APP_DIR"] = str(ROOT / "examples" / "todo")
         environment["TUSKBASE_DATA_DIR"] = str(tmp_path / name)
         settings = load(environment)  # raises SettingsError, naming the variable, on any bad value
-        assert settings.database_url == "postgresql://postgres:pg-secret-1@postgres:5432/tuskbase", name
-        assert settings.jwt_secret == FILLED_SECRETS["TUSKBASE_JWT_SECRET"]
-        assert settings.authenticator_password == FILLED_SECRETS["TUSKBASE_AUTHENTICATOR_PASSWORD"]
+        if name == "api":
+            assert settings.database_url == "postgresql://postgres@postgres:5432/tuskbase"
+        else:
+            assert settings.database_url == "postgresql://postgres:pg-secret-1@postgres:5432/tuskbase", name
+        if name in ("api", "migrate"):
+            assert settings.authenticator_password == FILLED_SECRETS["TUSKBASE_AUTHENTICATOR_PASSWORD"], name
+        if name == "api":
+            assert settings.jwt_secret == FILLED_SECRETS["TUSKBASE_JWT_SECRET"]
         volumes = resolved[name]["volumes"]
         assert any(v.endswith(":/srv/app:ro") and "examples/todo" in v for v in volumes), volumes
     assert load({**resolved["api"]["environment"], "TUSKBASE_APP_DIR": str(ROOT / "examples" / "todo"),
                  "TUSKBASE_DATA_DIR": str(tmp_path)}).host == "0.0.0.0"
+
+
+# The secrets each container needs; it gets no other (the stack's own variables never reach a container).
+NEEDED_SECRETS = {
+    "migrate": {"POSTGRES_PASSWORD", "TUSKBASE_AUTHENTICATOR_PASSWORD"},
+    "api": {"TUSKBASE_AUTHENTICATOR_PASSWORD", "TUSKBASE_JWT_SECRET"},
+    "worker": {"POSTGRES_PASSWORD"},
+    "feed": {"POSTGRES_PASSWORD"},
+}
+
+
+def test_each_container_gets_only_the_secrets_it_needs(docker_compose, tmp_path):
+    folder = project(tmp_path, settings={"TUSKBASE_LOG_LEVEL": "DEBUG"}, **FILLED_SECRETS)
+    result = compose_config(docker_compose, folder)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    for name in TUSKBASE_SERVICES:
+        values = " ".join(f"{k}={v}" for k, v in resolved[name]["environment"].items())
+        given = {secret for secret, value in FILLED_SECRETS.items() if value in values}
+        assert given == NEEDED_SECRETS[name], name
+        assert not {k for k in resolved[name]["environment"] if not k.startswith("TUSKBASE_")}, name
+        # Settings from tuskbase.env reach every Tuskbase container.
+        assert resolved[name]["environment"]["TUSKBASE_LOG_LEVEL"] == "DEBUG", name
+    assert "pg-secret-1" not in str(resolved["minio"]) and "minio-secret-1" not in str(resolved["postgres"])
+
+
+def test_the_api_signs_tokens_the_other_containers_never_see(docker_compose, tmp_path):
+    """Only the API gets the JWT secret: a worker, feed or migrate that needed it would generate one of its own
+    into the shared data volume and sign with it; none of them signs anything."""
+    folder = project(tmp_path, **FILLED_SECRETS)
+    resolved = yaml.safe_load(compose_config(docker_compose, folder).stdout)["services"]
+    holders = [name for name in TUSKBASE_SERVICES if "TUSKBASE_JWT_SECRET" in resolved[name]["environment"]]
+    assert holders == ["api"]
 
 
 @pytest.mark.parametrize("secret", sorted(FILLED_SECRETS))
@@ -147,7 +189,7 @@ def test_each_tuskbase_service_runs_a_real_command_of_the_one_image(name):
     assert service["command"] == [name if name != "api" else "serve"]
     assert is_cli_command(service["command"])
     assert service["build"] == "." and service["image"] == SERVICES["api"]["image"]
-    assert service["env_file"] == ".env"
+    assert service["env_file"] == "tuskbase.env"  # settings only: .env, with every secret, is compose's own
 
 
 def test_the_api_healthcheck_asks_ready_on_the_port_it_listens_on():
@@ -203,12 +245,12 @@ def test_the_image_tag_is_the_project_version_everywhere():
 
 def test_every_tuskbase_variable_in_the_stack_is_a_real_setting():
     """What the stack sets and what .env.example asks for must exist. The generated reference at the end of
-    .env.example (every setting, commented out) is left out: a setting renamed in tuskbase.config leaves a stale
-    comment there until `python -m tests.packaging.env_example --write` is run, which misleads nobody's stack."""
+    tuskbase.env.example (every setting, commented out) is left out: a setting renamed in tuskbase.config leaves a
+    stale comment there until `python -m tests.packaging.env_example --write` is run, which misleads nobody's
+    stack."""
     known = setting_names()
-    hand_written = (ROOT / ".env.example").read_text().partition(MARKER)[0]
     for path, text in (("docker-compose.yml", (ROOT / "docker-compose.yml").read_text()),
-                       (".env.example", hand_written)):
+                       (".env.example", (ROOT / ".env.example").read_text())):
         used = set(SETTING_NAME.findall(text))
         assert used, path
         assert not used - known, f"{path}: not settings of tuskbase.config: {sorted(used - known)}"
@@ -217,7 +259,7 @@ def test_every_tuskbase_variable_in_the_stack_is_a_real_setting():
 def test_the_generated_reference_lists_settings_only():
     """Every line of the reference is `# TUSKBASE_NAME=default` under its doc; its names are settings' names as
     the generator writes them, so a stale one is fixed by running the generator."""
-    reference = (ROOT / ".env.example").read_text().partition(MARKER)[2]
+    reference = (ROOT / "tuskbase.env.example").read_text().partition(MARKER)[2]
     names = re.findall(r"^# (TUSKBASE_[A-Z0-9_]+)=", reference, flags=re.M)
     assert len(names) >= 20 and len(names) == len(set(names))
     assert set(SETTING_NAME.findall(reference)) == set(names)
@@ -229,11 +271,20 @@ def test_env_example_defines_every_variable_compose_reads():
     assert interpolated <= defined, f"not in .env.example: {sorted(interpolated - defined)}"
 
 
-def test_every_value_env_example_shows_is_accepted_by_the_settings():
-    """Uncommenting any documented line of .env.example must give a process that starts."""
-    text = (ROOT / ".env.example").read_text()
+def test_tuskbase_env_example_holds_no_secret_and_no_variable_of_the_stack():
+    """tuskbase.env reaches every container whole: nothing in it may be a secret or one of the stack's own."""
+    assert not env_file(ROOT / "tuskbase.env.example"), "tuskbase.env.example sets values: leave them commented"
+    text = (ROOT / "tuskbase.env.example").read_text()
+    for name in (*FILLED_SECRETS, "TUSKBASE_DATABASE_URL", "TUSKBASE_BROKER_URL"):
+        assert f"# {name}=" not in text, name
+
+
+@pytest.mark.parametrize("example", [".env.example", "tuskbase.env.example"])
+def test_every_value_env_example_shows_is_accepted_by_the_settings(example):
+    """Uncommenting any documented line of the examples must give a process that starts."""
+    text = (ROOT / example).read_text()
     shown = re.findall(r"^#? ?(TUSKBASE_[A-Z0-9_]+)=(.*)$", text, flags=re.M)
-    assert len(shown) >= 20, "the settings are not documented"
+    assert len(shown) >= (20 if example == "tuskbase.env.example" else 3), "the settings are not documented"
     for name, value in shown:
         if name in ("TUSKBASE_APP_DIR", "TUSKBASE_DATA_DIR"):
             continue  # container paths

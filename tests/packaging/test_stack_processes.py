@@ -61,8 +61,10 @@ def localize(environment: dict[str, str], database: str, data_dir: Path) -> dict
     env.update(environment)
     given = urlsplit(environment["TUSKBASE_DATABASE_URL"])
     local = urlsplit(database)
-    # Same role and password as the stack's URL; the embedded server's address and the test's database.
-    netloc = f"{given.username}:{given.password}@{local.hostname}:{local.port}"
+    # Same role and password as the stack's URL (the API's has none); the embedded server's address and the
+    # test's database.
+    password = f":{given.password}" if given.password is not None else ""
+    netloc = f"{given.username}{password}@{local.hostname}:{local.port}"
     env["TUSKBASE_DATABASE_URL"] = urlunsplit((given.scheme, netloc, local.path, "", ""))
     env["TUSKBASE_DATA_DIR"] = str(data_dir)
     if "TUSKBASE_APP_DIR" in environment:
@@ -139,6 +141,27 @@ def test_the_compose_stack_migrates_and_its_api_passes_its_healthcheck(empty_dat
                    "healthy (the compose healthcheck)", api)
     finally:
         stop(api)
+    assert not (tmp_path / "api" / "authenticator_password").exists(), "the API used a password of its own"
+
+
+def test_the_compose_worker_and_feed_run_without_the_secrets_they_are_not_given(empty_database, tmp_path):
+    """The worker and the feed get no token secret and no `authenticator` password: they must run without them,
+    and must not generate stand-ins into the data folder (the compose stack shares one data volume)."""
+    environments = compose_environments(tmp_path)
+    run_migrate(environments, empty_database, tmp_path)
+    processes = {name: tuskbase(name, env=localize(environments[name], empty_database, tmp_path / name))
+                 for name in ("worker", "feed")}
+    try:
+        time.sleep(4.0)
+        for name, process in processes.items():
+            assert process.poll() is None, f"{name}: {output(process)}"
+    finally:
+        for name, process in processes.items():
+            assert stop(process) == 0, f"{name}: {output(process)}"
+    for name in processes:
+        generated = sorted(p.name for p in (tmp_path / name).glob("*") if p.is_file()) if (tmp_path / name).exists() \
+            else []
+        assert not {"jwt_secret", "authenticator_password"} & set(generated), (name, generated)
 
 
 def test_the_chart_release_migrates_serves_its_probes_and_keeps_one_feed_leader(empty_database, tmp_path):
