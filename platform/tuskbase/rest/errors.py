@@ -34,6 +34,7 @@ NO_TABLE = "PGRST205"  # 404
 # Tokens.
 JWT_INVALID = "PGRST301"  # 401
 JWT_MISSING = "PGRST302"  # 401
+JWT_CLAIMS = "PGRST303"  # 401: signed, but expired or a claim of the wrong type or form
 # Tuskbase's own (beyond PostgREST): batches and persisted queries.
 NO_PERSISTED_QUERY = "TUSK404"
 BATCH_INVALID = "TUSK400"

@@ -23,7 +23,7 @@ from tuskbase.rest import errors, openapi, parse, plan, query, respond
 from tuskbase.rest.errors import ApiError
 from tuskbase.rest.respond import JSON, Answer
 from tuskbase.schema import SchemaHolder
-from tuskbase.tokens import ClaimsCache, TokenError
+from tuskbase.tokens import ClaimsCache, ClaimsError, TokenError
 
 log = logging.getLogger("tuskbase.rest")
 PREFIX = "/rest/v1"
@@ -96,7 +96,8 @@ class RestService:
             claims, claims_json = self.claims.from_headers(apikey and apikey.decode("latin-1"),
                                                            authorization and authorization.decode("latin-1"))
         except TokenError as error:
-            code = errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID
+            code = (errors.JWT_CLAIMS if isinstance(error, ClaimsError) else
+                    errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID)
             raise ApiError(401, code, str(error), None, None,
                            [(b"www-authenticate", b'Bearer error="invalid_token"')]) from None
         # Permission errors are 401 for the anonymous role (log in first), 403 for a known one (PostgREST's rule).
