@@ -59,6 +59,7 @@ class RestService:
         self.schemas = settings.rest_schema_list
         self.max_body = settings.max_body_bytes
         self.compress_min = settings.rest_compress_min_bytes
+        self.retry_after = str(settings.unavailable_retry_after).encode()
         self.plans: dict[tuple[Any, ...], Compiled] = {}
         self.plan_limit = settings.rest_plan_cache_size
         self.persisted: dict[str, tuple[str, str, str]] = {}  # name or hash -> (method, path, query)
@@ -77,13 +78,22 @@ class RestService:
         try:
             answer = await self.answer(scope, receive, method, headers)
         except ApiError as err:
-            answer = respond.error(err)
-        except Exception:  # a bug must still answer in the wire format, and be logged
-            log.exception("REST request failed: %s %s", method, scope.get("path"))
-            answer = respond.error(ApiError(500, "PGRST000", "Internal error"))
+            answer = self.error(err)
+        except Exception as error:
+            if db.is_unavailable(error):  # met outside a DatabaseErrors block (a batch's BEGIN, a persisted query)
+                answer = self.error(errors.unavailable(error))
+            else:  # a bug must still answer in the wire format, and be logged
+                log.exception("REST request failed: %s %s", method, scope.get("path"))
+                answer = respond.error(ApiError(500, "PGRST000", "Internal error"))
         status, out, body = respond.finish(answer, method, headers, self.compress_min)
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
+
+    def error(self, err: ApiError) -> Answer:
+        answer = respond.error(err)
+        if err.status == 503:  # the database is starting, stopping or unreachable: worth retrying soon
+            answer.headers.append((b"retry-after", self.retry_after))
+        return answer
 
     async def answer(self, scope: dict[str, Any], receive: Any, method: str, headers: dict[bytes, bytes]) -> Answer:
         # Mounted, Litestar passes the path below /rest/v1; dispatched directly (routes.py), the whole path.
