@@ -40,6 +40,9 @@ JWT_CLAIMS = "PGRST303"  # 401: signed, but expired or a claim of the wrong type
 # Tuskbase's own (beyond PostgREST): batches and persisted queries.
 NO_PERSISTED_QUERY = "TUSK404"
 BATCH_INVALID = "TUSK400"
+QUERY_TOO_LARGE = "TUSK410"  # 400: a query string or statement over a size limit, refused before any SQL runs
+# Postgres' wire protocol counts a statement's parameters in 16 bits (asyncpg refuses more, as an InterfaceError).
+MAX_BOUND_VALUES = 32767
 
 
 class ApiError(Exception):
@@ -62,6 +65,10 @@ class ApiError(Exception):
 
 def parse_error(message: str, details: str | None = None) -> ApiError:
     return ApiError(400, PARSE_ERROR, message, details)
+
+
+def query_too_large(message: str, hint: str) -> ApiError:
+    return ApiError(400, QUERY_TOO_LARGE, message, None, hint)
 
 
 def no_table(schema: str, name: str) -> ApiError:

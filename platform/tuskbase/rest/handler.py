@@ -60,6 +60,8 @@ class RestService:
         self.max_body = settings.max_body_bytes
         self.compress_min = settings.rest_compress_min_bytes
         self.retry_after = str(settings.unavailable_retry_after).encode()
+        self.max_query_bytes = settings.rest_max_query_bytes
+        self.max_query_terms = settings.rest_max_query_terms
         self.plans: dict[tuple[Any, ...], Compiled] = {}
         self.plan_limit = settings.rest_plan_cache_size
         self.persisted: dict[str, tuple[str, str, str]] = {}  # name or hash -> (method, path, query)
@@ -184,6 +186,20 @@ class RestService:
         value = headers.get(name)
         return value.decode("latin-1") if value is not None else None
 
+    def check_query_size(self, query_string: bytes) -> None:
+        """Refuse a query string too large to parse on the event loop, before parsing it: its length, then its
+        terms (every parameter and every comma, literal or percent-encoded, counts: never fewer than the
+        grammar will meet)."""
+        if len(query_string) > self.max_query_bytes:
+            raise errors.query_too_large(f"The query string is longer than {self.max_query_bytes} bytes",
+                                         "The limit is the setting TUSKBASE_REST_MAX_QUERY_BYTES")
+        terms = 1 + query_string.count(b"&") + query_string.count(b",") + query_string.count(b"%2C") \
+            + query_string.count(b"%2c")
+        if terms > self.max_query_terms:
+            raise errors.query_too_large(f"The query string has more than {self.max_query_terms} terms",
+                                         "Parameters and the comma-separated items inside them count; the limit "
+                                         "is the setting TUSKBASE_REST_MAX_QUERY_TERMS")
+
     def parse(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], write: bool
               ) -> parse.ApiRequest:
         schema = self.schema_of(headers, write)
@@ -191,6 +207,7 @@ class RestService:
         target = path[4:] if is_rpc else path
         if not target or "/" in target:
             raise ApiError(404, errors.NO_TABLE, f"Could not find the path /{path}")
+        self.check_query_size(query_string)
         try:
             query_text = query_string.decode("utf-8")
         except UnicodeDecodeError:
