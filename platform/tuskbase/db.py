@@ -24,9 +24,10 @@ from tuskbase.tokens import REQUEST_ROLES, authenticator_password
 
 DATABASE_NAME = "tuskbase"
 SET_IDENTITY = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
-# The server is starting, shutting down or was shut down under us (57P01-57P03): gone for now, not refusing
-# the request itself. Connection errors (08xxx) are the same, from the client's side of the socket.
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03"})
+# The server is starting, shutting down or was shut down under us (57P01-57P03), or has no connection slot
+# left (53300): gone for now, not refusing the request itself. Connection errors (08xxx) are the same, seen
+# from the client's side of the socket.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def admin_url(settings: Settings) -> str:

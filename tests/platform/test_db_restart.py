@@ -33,6 +33,7 @@ from tuskbase.tokens import Signer
 
 DATABASE = "restart"
 NEW_API = {"X-Supabase-Api-Version": "2024-01-01"}
+OK = {200, 201}
 
 
 @pytest.fixture
@@ -81,17 +82,28 @@ class Caller(threading.Thread):
         headers = {"apikey": self.api.anon_key, "Authorization": f"Bearer {self.token}"}
         with httpx.Client(base_url=self.api.url, headers=headers, timeout=30) as client:
             while not self.stopping.is_set():
-                for surface, call in (
-                    ("rest", lambda: client.get("/rest/v1/lists", params={"select": "id,title"})),
-                    ("auth", lambda: client.get("/auth/v1/user", headers=NEW_API)),
-                    ("sync", lambda: client.post("/sync/v1/pull", json={"client_id": "restart-device"})),
-                ):
-                    response = call()
-                    self.seen.append((surface, response.status_code, response.headers, response.content))
+                self.seen.extend(one_round(client))
                 time.sleep(0.01)
 
     def statuses(self, surface: str) -> list[int]:
         return [status for name, status, _, _ in self.seen if name == surface]
+
+
+def one_round(client: httpx.Client) -> list[tuple[str, int, httpx.Headers, bytes]]:
+    """A read, a write and a one-transaction batch on REST; the signed-in user on auth; a pull on sync."""
+    calls = (
+        ("rest", lambda: client.get("/rest/v1/lists", params={"select": "id,title"})),
+        ("rest", lambda: client.post("/rest/v1/lists", json={"title": "written during a restart"})),
+        ("rest", lambda: client.post("/rest/v1/batch", json={"transaction": True, "requests": [
+            {"method": "GET", "path": "/lists", "query": "select=id&limit=1"}]})),
+        ("auth", lambda: client.get("/auth/v1/user", headers=NEW_API)),
+        ("sync", lambda: client.post("/sync/v1/pull", json={"client_id": "restart-device"})),
+    )
+    out = []
+    for surface, call in calls:
+        response = call()
+        out.append((surface, response.status_code, response.headers, response.content))
+    return out
 
 
 def assert_unavailable_answer(surface: str, status: int, headers: httpx.Headers, body: bytes) -> None:
@@ -109,15 +121,12 @@ def assert_unavailable_answer(surface: str, status: int, headers: httpx.Headers,
 
 def call_all(api: Api, token: str) -> list[tuple[str, int, httpx.Headers, bytes]]:
     headers = {"apikey": api.anon_key, "Authorization": f"Bearer {token}"}
-    out = []
     with httpx.Client(base_url=api.url, headers=headers, timeout=30) as client:
-        for surface, response in (
-            ("rest", client.get("/rest/v1/lists", params={"select": "id,title"})),
-            ("auth", client.get("/auth/v1/user", headers=NEW_API)),
-            ("sync", client.post("/sync/v1/pull", json={"client_id": "restart-device"})),
-        ):
-            out.append((surface, response.status_code, response.headers, response.content))
-    return out
+        return one_round(client)
+
+
+def served(answers: list[tuple[str, int, httpx.Headers, bytes]]) -> bool:
+    return all(status in OK for _, status, _, _ in answers)
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -133,7 +142,7 @@ def test_restart_answers_200_or_503_with_retry_after(cluster, restart_api):
                         json={"email": "restart@example.com", "password": "correct-horse-battery-9"})
     assert signup.status_code == 200, signup.text
     token = signup.json()["access_token"]
-    assert all(status == 200 for _, status, _, _ in call_all(api, token))
+    assert served(call_all(api, token))
 
     caller = Caller(api, token)
     caller.start()
@@ -158,13 +167,13 @@ def test_restart_answers_200_or_503_with_retry_after(cluster, restart_api):
     assert httpx.get(f"{api.url}/ready").status_code == 503
     # 3. Started again: back to 200 without restarting the API.
     cluster.start(log=lambda _line: None)
-    wait_until(lambda: all(status == 200 for _, status, _, _ in call_all(api, token)))
+    wait_until(lambda: served(call_all(api, token)))
     assert httpx.get(f"{api.url}/ready").status_code == 200
     caller.stopping.set()
     caller.join(30)
 
     for surface in ("rest", "auth", "sync"):
-        assert set(caller.statuses(surface)) <= {200, 503}, (surface, sorted(set(caller.statuses(surface))))
+        assert set(caller.statuses(surface)) <= OK | {503}, (surface, sorted(set(caller.statuses(surface))))
         assert 503 in caller.statuses(surface) and 200 in caller.statuses(surface)
     for surface, status, headers, body in caller.seen:
         if status == 503:
