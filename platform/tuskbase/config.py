@@ -168,6 +168,18 @@ class Settings:
     rest_batch_max: int = _doc("Most sub-requests in one POST /rest/v1/batch.", default=50)
     rest_plan_cache_size: int = _doc("Parsed REST requests kept per API process.", default=2048)
 
+    # --- bad input and database states (rest-errors) ---------------------------------------------------
+    unavailable_retry_after: int = _doc(
+        "Seconds a 503 answer tells clients to wait (`Retry-After`) when the database is starting, stopping or "
+        "unreachable, on every surface.", default=2)
+    rest_max_query_bytes: int = _doc(
+        "Longest REST query string (also of a batch sub-request), in bytes, refused with 400 before it is "
+        "parsed.", default=65536)
+    rest_max_query_terms: int = _doc(
+        "Most terms in one REST query string, refused with 400 before it is parsed: each parameter and each "
+        "comma-separated item inside one (select columns, or/and filters, in-list values) counts.",
+        default=4096)
+
     # --- sync ------------------------------------------------------------------------------------------
     sync_slot: str = _doc("Logical replication slot of the feed; empty: `tuskbase_sync_<database>`.", default="")
     sync_feed_batch: int = _doc("Changes the feed reads from the slot per batch (whole transactions).",
@@ -268,6 +280,9 @@ class Settings:
         _check(self.rest_compress_min_bytes >= 0, "REST_COMPRESS_MIN_BYTES", "must be >= 0")
         _check(1 <= self.rest_batch_max <= 1000, "REST_BATCH_MAX", "must be from 1 to 1000")
         _check(self.rest_plan_cache_size >= 16, "REST_PLAN_CACHE_SIZE", "must be at least 16")
+        _check(1 <= self.unavailable_retry_after <= 3600, "UNAVAILABLE_RETRY_AFTER", "must be from 1 to 3600")
+        _check(self.rest_max_query_bytes >= 1024, "REST_MAX_QUERY_BYTES", "must be at least 1024")
+        _check(self.rest_max_query_terms >= 64, "REST_MAX_QUERY_TERMS", "must be at least 64")
         if self.database_url:
             scheme = urlsplit(self.database_url).scheme
             _check(scheme in ("postgres", "postgresql"), "DATABASE_URL", "must be a postgresql:// URL")

@@ -24,6 +24,10 @@ from tuskbase.tokens import REQUEST_ROLES, authenticator_password
 
 DATABASE_NAME = "tuskbase"
 SET_IDENTITY = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
+# The server is starting, shutting down or was shut down under us (57P01-57P03), or has no connection slot
+# left (53300): gone for now, not refusing the request itself. Connection errors (08xxx) are the same, seen
+# from the client's side of the socket.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def admin_url(settings: Settings) -> str:
@@ -62,6 +66,20 @@ async def keep_session(_conn: asyncpg.Connection) -> None:
     Identity is only ever set transaction-locally, so it is gone at COMMIT; asyncpg still rolls back a
     transaction left open and drops listeners before calling this. Saves one round trip per request.
     """
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot serve right now (starting, stopping, unreachable, the
+    connection broke), so every surface answers 503 with Retry-After instead of a 500."""
+    if isinstance(error, asyncpg.PostgresError):
+        state = getattr(error, "sqlstate", None) or ""
+        return state in _UNAVAILABLE_STATES or state.startswith("08")
+    if isinstance(error, _FILE_ERRORS):  # a path, not a socket: nothing to do with the database
+        return False
+    return isinstance(error, (asyncpg.InterfaceError, OSError, TimeoutError))
+
+
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def claims_json(claims: Mapping[str, Any]) -> str:

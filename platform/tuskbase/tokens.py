@@ -5,6 +5,10 @@ key pair whose public half is published as a JWKS. Verification picks the key fr
 the token's header and accepts only HS256 (with the secret) and, when configured, ES256 (with the public
 key): never `none`, never an HMAC keyed with the public key. It requires `exp` and `role`: a token without
 a role would otherwise run a request as the login role.
+
+Every claim the platform reads is checked for its type and form here, once, before a token reaches the claims
+cache (`check_claims`): a well-signed token with `exp` as a string, `role` as a list or a `sub` that is not a
+UUID is a `ClaimsError` on every surface, never a TypeError in whatever reads the claim later.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +35,63 @@ REQUEST_ROLES = frozenset({"anon", "authenticated", "service_role"})
 # API keys are deterministic for a secret, so `tuskbase keys` prints the same keys every time.
 API_KEY_ISSUED_AT = 1_767_225_600  # 2026-01-01
 API_KEY_EXPIRES_AT = API_KEY_ISSUED_AT + 20 * 365 * 24 * 3600
+# A token issued a little "in the future" is clock skew between the signer and us, not an attack.
+CLOCK_SKEW_SECONDS = 30
 
 
 class TokenError(Exception):
     """The token is missing, malformed, expired, badly signed or names no allowed role."""
+
+
+class ClaimsError(TokenError):
+    """The token is well signed, but a claim is expired, not yet valid, or of the wrong type or form
+    (PostgREST's PGRST303, "JWT claims validation or parsing failed")."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_claims(claims: dict[str, Any], now: float) -> None:
+    """Refuse claims of the wrong type or form, and a token outside its validity window."""
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and not _number(claims[name]):
+            raise ClaimsError(f"JWT claim '{name}' must be a number")
+    if "exp" not in claims:
+        raise ClaimsError("JWT claim 'exp' is missing")
+    role = claims.get("role")
+    if not isinstance(role, str):
+        raise ClaimsError("JWT claim 'role' must be a string")
+    if role not in REQUEST_ROLES:
+        raise ClaimsError("token names no allowed role")
+    for name in ("sub", "session_id"):
+        if name in claims and not _is_uuid(claims[name]):
+            raise ClaimsError(f"JWT claim '{name}' must be a UUID")
+    for name in ("iss", "aal"):
+        if name in claims and not isinstance(claims[name], str):
+            raise ClaimsError(f"JWT claim '{name}' must be a string")
+    audience = claims.get("aud")
+    if audience is not None and not isinstance(audience, str) and not (
+            isinstance(audience, list) and all(isinstance(item, str) for item in audience)):
+        raise ClaimsError("JWT claim 'aud' must be a string or a list of strings")
+    if "is_anonymous" in claims and not isinstance(claims["is_anonymous"], bool):
+        raise ClaimsError("JWT claim 'is_anonymous' must be true or false")
+    if claims["exp"] <= now:
+        raise ClaimsError("JWT expired")
+    if "nbf" in claims and claims["nbf"] > now + CLOCK_SKEW_SECONDS:
+        raise ClaimsError("JWT not yet valid")
+    if "iat" in claims and claims["iat"] > now + CLOCK_SKEW_SECONDS:
+        raise ClaimsError("JWT issued at future")
 
 
 def _create_once(path: Path, content: bytes) -> None:
@@ -117,6 +176,10 @@ def extra_public_keys(settings: Settings) -> tuple[ec.EllipticCurvePublicKey, ..
     return tuple(keys)
 
 
+_SIGNATURE_ONLY: Any = {"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
+                        "verify_iss": False, "verify_sub": False, "verify_jti": False, "require": []}
+
+
 @dataclass(frozen=True)
 class Signer:
     """Signs and verifies the project's tokens.
@@ -175,26 +238,20 @@ class Signer:
         except jwt.PyJWTError as error:
             raise TokenError(f"invalid token: {error}") from None
         alg = header.get("alg")
-        if alg not in self.algorithms:
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise TokenError(f"invalid token: algorithm {alg!r} is not allowed")
         key: Any = self.secret
         if alg == "ES256":
-            key = self._public_keys().get(header.get("kid") or self._kid)
+            kid = header.get("kid") or self._kid
+            key = self._public_keys().get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise TokenError("invalid token: unknown signing key")
         try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                options={"require": ["exp", "role"], "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("token is expired") from None
+            # The signature only: the claims are checked by `check_claims`, types first.
+            claims = jwt.decode(token, key, algorithms=[alg], options=_SIGNATURE_ONLY)
         except jwt.PyJWTError as error:
             raise TokenError(f"invalid token: {error}") from None
-        if claims.get("role") not in REQUEST_ROLES:
-            raise TokenError("token names no allowed role")
+        check_claims(claims, time.time())
         return claims
 
     def api_key(self, role: str) -> str:

@@ -52,6 +52,7 @@ REFRESH_TOKEN_NOT_FOUND = "refresh_token_not_found"
 SAME_PASSWORD = "same_password"
 SESSION_EXPIRED = "session_expired"
 SESSION_NOT_FOUND = "session_not_found"
+SERVICE_UNAVAILABLE = "service_unavailable"  # Tuskbase's own: 503 with Retry-After while the database is down
 SIGNUP_DISABLED = "signup_disabled"
 UNEXPECTED_FAILURE = "unexpected_failure"
 USER_ALREADY_EXISTS = "user_already_exists"

@@ -34,6 +34,7 @@ from tuskbase.auth import (
 from tuskbase.auth import user as user_flow
 from tuskbase.auth.context import Context, bearer, json_body, of, respond
 from tuskbase.auth.context import admin as require_admin
+from tuskbase.db import is_unavailable
 
 log = logging.getLogger("tuskbase.auth")
 
@@ -390,6 +391,11 @@ def _conflict(request: Request, error: asyncpg.IntegrityConstraintViolationError
 
 
 def _unexpected(request: Request, error: Exception) -> Response[bytes]:
+    if is_unavailable(error):  # Postgres starting, stopping or unreachable: not a bug, and over soon
+        retry_after = str(request.app.state.settings.unavailable_retry_after)
+        return errors.to_response(request, errors.AuthError(
+            503, errors.SERVICE_UNAVAILABLE, "The database is unavailable; retry shortly",
+            headers={"retry-after": retry_after}))
     log.exception("auth request failed", exc_info=error)
     return errors.to_response(request, errors.AuthError(500, errors.UNEXPECTED_FAILURE, "Unexpected failure"))
 

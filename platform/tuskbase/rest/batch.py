@@ -87,7 +87,7 @@ async def run(service: Any, claims: dict[str, Any], claims_json: str, authentica
             try:
                 answer = await service.sub_request(*_parts(item), claims, claims_json, authenticated)
             except ApiError as err:
-                answer = Answer(err.status, err.body(), err.headers)
+                answer = service.error(err)
             responses.append(_render(answer))
     else:
         try:
@@ -97,7 +97,7 @@ async def run(service: Any, claims: dict[str, Any], claims_json: str, authentica
                     try:
                         answer = await service.sub_request(*_parts(item), claims, claims_json, authenticated, conn)
                     except ApiError as err:
-                        answer = Answer(err.status, err.body(), err.headers)
+                        answer = service.error(err)
                     responses.append(_render(answer))
                     if answer.status >= 400:
                         skipped = {"status": 424, "headers": {}, "body": {

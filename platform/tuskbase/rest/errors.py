@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase.db import is_unavailable
+
 DB_CONNECTION = "PGRST001"  # 503: the database cannot be reached
 # Grammar and request errors (status 400 unless noted).
 PARSE_ERROR = "PGRST100"  # query string does not follow the grammar
@@ -34,9 +36,13 @@ NO_TABLE = "PGRST205"  # 404
 # Tokens.
 JWT_INVALID = "PGRST301"  # 401
 JWT_MISSING = "PGRST302"  # 401
+JWT_CLAIMS = "PGRST303"  # 401: signed, but expired or a claim of the wrong type or form
 # Tuskbase's own (beyond PostgREST): batches and persisted queries.
 NO_PERSISTED_QUERY = "TUSK404"
 BATCH_INVALID = "TUSK400"
+QUERY_TOO_LARGE = "TUSK410"  # 400: a query string or statement over a size limit, refused before any SQL runs
+# Postgres' wire protocol counts a statement's parameters in 16 bits (asyncpg refuses more, as an InterfaceError).
+MAX_BOUND_VALUES = 32767
 
 
 class ApiError(Exception):
@@ -59,6 +65,10 @@ class ApiError(Exception):
 
 def parse_error(message: str, details: str | None = None) -> ApiError:
     return ApiError(400, PARSE_ERROR, message, details)
+
+
+def query_too_large(message: str, hint: str) -> ApiError:
+    return ApiError(400, QUERY_TOO_LARGE, message, None, hint)
 
 
 def no_table(schema: str, name: str) -> ApiError:
@@ -96,9 +106,12 @@ _EXACT = {
 }
 _BY_CLASS = {
     "08": 503, "09": 500, "0L": 403, "0P": 403, "25": 500, "28": 403, "2D": 500, "38": 500, "39": 500,
-    "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500, "57": 500, "58": 500, "F0": 500, "HV": 500,
+    "3B": 500, "40": 500, "53": 503, "54": 400, "55": 500, "57": 500, "58": 500, "F0": 500, "HV": 500,
     "P0": 500, "XX": 500,
 }
+# Unlike PostgREST (500), class 54 (program limit exceeded: 54011 a select of more than 1664 columns, 54001 a
+# statement too complex, 54000 an index row too large) is 400: the request's size is the cause, and retrying
+# it unchanged fails the same way.
 
 
 def from_database(error: Any, authenticated: bool) -> ApiError:
@@ -122,10 +135,12 @@ class DatabaseErrors:
         return None
 
     def __exit__(self, _kind: Any, error: BaseException | None, _trace: Any) -> bool:
+        if error is None or isinstance(error, ApiError):
+            return False
+        if is_unavailable(error):  # starting, stopping, unreachable: 503 (the handler adds Retry-After)
+            raise unavailable(error) from None
         if isinstance(error, asyncpg.PostgresError):
             raise from_database(error, self.authenticated) from None
         if isinstance(error, (asyncpg.DataError, ValueError, TypeError)):
             raise ApiError(400, PARSE_ERROR, f"Invalid value: {error}") from None
-        if isinstance(error, (asyncpg.InterfaceError, OSError, TimeoutError)):
-            raise unavailable(error) from None
         return False

@@ -23,7 +23,7 @@ from tuskbase.rest import errors, openapi, parse, plan, query, respond
 from tuskbase.rest.errors import ApiError
 from tuskbase.rest.respond import JSON, Answer
 from tuskbase.schema import SchemaHolder
-from tuskbase.tokens import ClaimsCache, TokenError
+from tuskbase.tokens import ClaimsCache, ClaimsError, TokenError
 
 log = logging.getLogger("tuskbase.rest")
 PREFIX = "/rest/v1"
@@ -59,6 +59,9 @@ class RestService:
         self.schemas = settings.rest_schema_list
         self.max_body = settings.max_body_bytes
         self.compress_min = settings.rest_compress_min_bytes
+        self.retry_after = str(settings.unavailable_retry_after).encode()
+        self.max_query_bytes = settings.rest_max_query_bytes
+        self.max_query_terms = settings.rest_max_query_terms
         self.plans: dict[tuple[Any, ...], Compiled] = {}
         self.plan_limit = settings.rest_plan_cache_size
         self.persisted: dict[str, tuple[str, str, str]] = {}  # name or hash -> (method, path, query)
@@ -77,13 +80,22 @@ class RestService:
         try:
             answer = await self.answer(scope, receive, method, headers)
         except ApiError as err:
-            answer = respond.error(err)
-        except Exception:  # a bug must still answer in the wire format, and be logged
-            log.exception("REST request failed: %s %s", method, scope.get("path"))
-            answer = respond.error(ApiError(500, "PGRST000", "Internal error"))
+            answer = self.error(err)
+        except Exception as error:
+            if db.is_unavailable(error):  # met outside a DatabaseErrors block (a batch's BEGIN, a persisted query)
+                answer = self.error(errors.unavailable(error))
+            else:  # a bug must still answer in the wire format, and be logged
+                log.exception("REST request failed: %s %s", method, scope.get("path"))
+                answer = respond.error(ApiError(500, "PGRST000", "Internal error"))
         status, out, body = respond.finish(answer, method, headers, self.compress_min)
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
+
+    def error(self, err: ApiError) -> Answer:
+        answer = respond.error(err)
+        if err.status == 503:  # the database is starting, stopping or unreachable: worth retrying soon
+            answer.headers.append((b"retry-after", self.retry_after))
+        return answer
 
     async def answer(self, scope: dict[str, Any], receive: Any, method: str, headers: dict[bytes, bytes]) -> Answer:
         # Mounted, Litestar passes the path below /rest/v1; dispatched directly (routes.py), the whole path.
@@ -96,7 +108,8 @@ class RestService:
             claims, claims_json = self.claims.from_headers(apikey and apikey.decode("latin-1"),
                                                            authorization and authorization.decode("latin-1"))
         except TokenError as error:
-            code = errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID
+            code = (errors.JWT_CLAIMS if isinstance(error, ClaimsError) else
+                    errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID)
             raise ApiError(401, code, str(error), None, None,
                            [(b"www-authenticate", b'Bearer error="invalid_token"')]) from None
         # Permission errors are 401 for the anonymous role (log in first), 403 for a known one (PostgREST's rule).
@@ -173,6 +186,20 @@ class RestService:
         value = headers.get(name)
         return value.decode("latin-1") if value is not None else None
 
+    def check_query_size(self, query_string: bytes) -> None:
+        """Refuse a query string too large to parse on the event loop, before parsing it: its length, then its
+        terms (every parameter and every comma, literal or percent-encoded, counts: never fewer than the
+        grammar will meet)."""
+        if len(query_string) > self.max_query_bytes:
+            raise errors.query_too_large(f"The query string is longer than {self.max_query_bytes} bytes",
+                                         "The limit is the setting TUSKBASE_REST_MAX_QUERY_BYTES")
+        terms = 1 + query_string.count(b"&") + query_string.count(b",") + query_string.count(b"%2C") \
+            + query_string.count(b"%2c")
+        if terms > self.max_query_terms:
+            raise errors.query_too_large(f"The query string has more than {self.max_query_terms} terms",
+                                         "Parameters and the comma-separated items inside them count; the limit "
+                                         "is the setting TUSKBASE_REST_MAX_QUERY_TERMS")
+
     def parse(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], write: bool
               ) -> parse.ApiRequest:
         schema = self.schema_of(headers, write)
@@ -180,6 +207,7 @@ class RestService:
         target = path[4:] if is_rpc else path
         if not target or "/" in target:
             raise ApiError(404, errors.NO_TABLE, f"Could not find the path /{path}")
+        self.check_query_size(query_string)
         try:
             query_text = query_string.decode("utf-8")
         except UnicodeDecodeError:

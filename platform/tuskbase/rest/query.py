@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tuskbase.rest.errors import ApiError, parse_error
+from tuskbase.rest.errors import MAX_BOUND_VALUES, ApiError, parse_error, query_too_large
 from tuskbase.rest.parse import FTS_OPERATORS, Field, Filter, Logic
 from tuskbase.rest.plan import Embed, Node, Output, RpcPlan
 from tuskbase.schema import Column, Function, Table, quote_ident
@@ -40,6 +40,9 @@ class Sql:
 
     def bind(self, value: Any) -> str:
         self.params.append(value)
+        if len(self.params) > MAX_BOUND_VALUES:
+            raise query_too_large(f"The request needs more than {MAX_BOUND_VALUES} values in one statement",
+                                  "Use fewer filters (an in.(...) list is one value), or split the request")
         return f"${len(self.params)}"
 
     # --- expressions -------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ REFUSED_RECORD = ("SYNC127", 400)  # the engine refused a record for another rea
 LIVE_LIMIT = ("SYNC130", 429)  # live connection limit reached
 LIVE_NOT_READY = ("SYNC131", 503)  # the live channel is not listening yet
 
+# Any endpoint (routes.py)
+UNAVAILABLE = ("SYNC140", 503)  # the database is starting, stopping or unreachable: retry after Retry-After
+
 
 class SyncError(Exception):
     def __init__(self, kind: tuple[str, int], message: str, details: Any = None) -> None:

@@ -20,10 +20,11 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response, post
 
+from tuskbase.db import is_unavailable
 from tuskbase.sync import metrics
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
-from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
+from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, SyncError
 from tuskbase.tokens import TokenError
 
 log = logging.getLogger("tuskbase.sync")
@@ -32,6 +33,20 @@ JSON = MediaType.JSON
 
 def _error(error: SyncError) -> Response[bytes]:
     return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
+
+
+def unavailable_answer(settings: Any, error: Exception) -> tuple[bytes, str]:
+    """Body and Retry-After of the 503 for a database that is starting, stopping or unreachable; any other
+    error is raised again (a bug stays a logged 500)."""
+    if not is_unavailable(error):
+        raise error
+    body = msgspec.json.encode(SyncError(UNAVAILABLE, "the database is unavailable; retry shortly").to_json())
+    return body, str(settings.unavailable_retry_after)
+
+
+def unavailable_response(request: Request, error: Exception) -> Response[bytes]:
+    body, retry_after = unavailable_answer(request.app.state.settings, error)
+    return Response(body, status_code=UNAVAILABLE[1], media_type=JSON, headers={"retry-after": retry_after})
 
 
 async def _identity(request: Request) -> tuple[dict[str, Any], str]:
@@ -65,6 +80,8 @@ async def pull_route(request: Request) -> Response[bytes]:
         )
     except SyncError as error:
         return _error(error)
+    except Exception as error:
+        return unavailable_response(request, error)
     return Response(result.body(), media_type=JSON)
 
 
@@ -80,6 +97,8 @@ async def push_route(request: Request) -> Response[bytes]:
         )
     except SyncError as error:
         return _error(error)
+    except Exception as error:
+        return unavailable_response(request, error)
     return Response(result.body, status_code=result.status, media_type=JSON)
 
 
@@ -102,9 +121,9 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send(send: Any, status: int, body: bytes) -> None:
+async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(headers or ())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -145,6 +164,10 @@ def _serve_pull_directly(app: Any) -> None:
             )
         except SyncError as error:
             await _send(send, error.status, msgspec.json.encode(error.to_json()))
+            return
+        except Exception as error:
+            body, retry_after = unavailable_answer(state.settings, error)
+            await _send(send, UNAVAILABLE[1], body, [(b"retry-after", retry_after.encode())])
             return
         await _send(send, 200, result.body())
 

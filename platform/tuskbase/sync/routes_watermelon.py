@@ -19,6 +19,7 @@ from litestar import MediaType, Request, Response, get, post
 
 from tuskbase.sync import watermelon
 from tuskbase.sync.errors import BAD_RECORD, UNAUTHORIZED, SyncError
+from tuskbase.sync.routes import unavailable_response
 from tuskbase.tokens import TokenError
 
 JSON = MediaType.JSON
@@ -44,6 +45,8 @@ async def watermelon_pull(request: Request) -> Response[bytes]:
         answer = await watermelon.pull(state.pool, claims, claims_json, request.query_params, state.settings)
     except SyncError as error:
         return _error(error)
+    except Exception as error:
+        return unavailable_response(request, error)
     return Response(answer.body(), media_type=JSON)
 
 
@@ -59,6 +62,8 @@ async def watermelon_push(request: Request) -> Response[bytes]:
         answer = await watermelon.push(state.pool, claims, claims_json, request.query_params, body, state.settings)
     except SyncError as error:
         return _error(error)
+    except Exception as error:
+        return unavailable_response(request, error)
     return Response(answer, media_type=JSON)
 
 
