@@ -191,3 +191,28 @@ def test_well_typed_values_are_still_applied(api, admin, feed):
     assert push(phone, {"todos": {"updated": [{"id": new_id, "position": "4"}]}}).status_code == 200
     assert admin.execute("select title, done, position from public.todos where id = %s",
                          (new_id,)).fetchone() == ("eggs", True, 4)
+
+
+# An append-only table: its users may insert and read, never update or delete.
+EVENTS = """
+create table public.events (id uuid primary key, owner_id uuid not null default auth.uid(), what text not null);
+alter table public.events enable row level security;
+grant select, insert on public.events to authenticated;
+create policy events_select on public.events for select to authenticated using (owner_id = auth.uid());
+create policy events_insert on public.events for insert to authenticated with check (owner_id = auth.uid());
+select sync.enable('public.events', conflict => 'lww');
+"""
+
+
+def test_an_append_only_table_takes_creates_and_refuses_updates_and_deletes(api, admin, feed):
+    admin.execute(EVENTS)
+    phone = SyncClient(api, new_user())
+    phone.sync()
+    event = str(uuid.uuid4())
+    answer = push(phone, {"events": {"created": [{"id": event, "owner_id": phone.user_id, "what": "opened"}]}})
+    assert answer.status_code == 200, answer.text
+    edit = push(phone, {"events": {"updated": [{"id": event, "what": "closed"}]}})
+    assert refusals(edit) == [("events", "updated", "forbidden")]
+    delete = push(phone, {"events": {"deleted": [event]}})
+    assert refusals(delete) == [("events", "deleted", "forbidden")]
+    assert admin.execute("select what from public.events").fetchall() == [("opened",)]

@@ -31,9 +31,21 @@ wrote. Rules, per table (`sync.enable(..., conflict => ...)`):
   row, the server row overlaid with the client's values, and the client's changed columns; its result is
   written (null refuses the row with `rejected_by_resolver`).
 
-Per-row reasons: `conflict`, `not_found` (the row is gone or not the user's to write), `exists` (a created
-row's key is taken), `forbidden` (RLS refused the write), `invalid` (a value or constraint error; `message`),
-`unknown_column`, `missing_key`, `rejected_by_resolver`.
+Per-row reasons: `conflict`, `not_found` (the row is gone or the user cannot see it: the two are not told apart),
+`exists` (a created row's key is taken), `forbidden` (RLS or the role's privileges refused the write: a row the
+user sees but may not update or delete, or a new row the insert policy refuses), `invalid` (a value or constraint
+error, a value of the wrong JSON type for its column, a NUL character anywhere in the row; `message`, and
+`columns` when they are known), `unknown_column`, `missing_key`, `rejected_by_resolver`. A delete of a row the user
+cannot see is a no-op (deleting twice is fine); of a row the user sees but may not delete, `forbidden`.
+
+Values are JSON of the column's type: a string for text, uuid, dates and the like; a boolean for boolean; a
+number, or a string Postgres reads as one, for numbers; an array (or a Postgres array literal) for arrays; any
+JSON for json/jsonb. An array or object is never written into a text column as its JSON text.
+
+RLS and the write statements: no INSERT or UPDATE has a RETURNING clause, which would apply the select policy
+inside the writing statement; a policy helper (a SECURITY DEFINER function reading the same table, the usual
+Supabase pattern) reads that statement's snapshot and cannot see the new row. The version is read back in the
+next statement, where it can.
 """
 
 from __future__ import annotations
@@ -70,7 +82,8 @@ select $1, t, k::text, null, $2, p from unnest($3::int[], $4::jsonb[], $5::bigin
 on conflict (client_id, tbl, key) do update set pushed = excluded.pushed
 """
 # What JSON each column of the given tables takes: its type with domains and array levels walked down to the base,
-# named as the JSON that fits it ('json' any, 'boolean', 'number', 'composite', 'string') with its array depth.
+# named as the JSON that fits it ('json' any, 'boolean', 'number', 'composite', 'string') with its array depth;
+# and whether the role $2 may update the table at all (FOR UPDATE needs it: an append-only table is read unlocked).
 COLUMN_KINDS = """
 with recursive walk(relid, name, typ, dims) as (
   select a.attrelid, a.attname, a.atttypid, 0 from pg_attribute a
@@ -81,7 +94,7 @@ with recursive walk(relid, name, typ, dims) as (
   from walk w join pg_type t on t.oid = w.typ
   where t.typtype = 'd' or (t.typcategory = 'A' and t.typelem <> 0 and t.typlen = -1)
 )
-select w.relid::bigint, w.name::text, w.dims,
+select w.relid::bigint, w.name::text, w.dims, has_any_column_privilege($2, w.relid, 'UPDATE'),
        case when t.oid in ('json'::regtype, 'jsonb'::regtype) then 'json'
             when t.typcategory = 'B' then 'boolean'
             when t.typcategory = 'N' then 'number'
@@ -331,17 +344,22 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
                 base_seq, xids, cols, other = await service.fetchrow(SINCE_BASE, row.table.id, row.key_text, base)
                 history[(row.table.id, row.key_text)] = (base_seq, frozenset(xids), list(cols), other)
     relids = sorted({row.table.relid for row in rows})
-    kinds = {(relid, name): (dims, kind) for relid, name, dims, kind in await service.fetch(COLUMN_KINDS, relids)}
+    kinds: dict[tuple[int, str], tuple[int, str]] = {}
+    updatable: set[int] = set()
+    for relid, name, dims, may_update, kind in await service.fetch(COLUMN_KINDS, relids, session.role):
+        kinds[(relid, name)] = (dims, kind)
+        if may_update:
+            updatable.add(relid)
     written: tuple[list[int], list[str], list[int]] = ([], [], [])
     conn = await session.as_user()
     for row in rows:
         try:
             if savepoints:
                 async with conn.transaction():
-                    version = await _apply_row(session, row, bases, history, kinds)
+                    version = await _apply_row(session, row, bases, history, kinds, updatable)
             else:
                 try:
-                    version = await _apply_row(session, row, bases, history, kinds)
+                    version = await _apply_row(session, row, bases, history, kinds, updatable)
                 except asyncpg.PostgresError as error:
                     raise _Diagnose({"table": row.table.public_name, "key": row.table.key_value(row.key),
                                      "kind": row.kind, **_reason(error)}) from None
@@ -363,7 +381,9 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
 def _reason(error: asyncpg.PostgresError) -> dict[str, Any]:
     state = getattr(error, "sqlstate", "") or ""
     if state == "42501":
-        return {"reason": "forbidden", "message": "row-level security refused the write"}
+        if "row-level security" in str(error):
+            return {"reason": "forbidden", "message": "row-level security refused the write"}
+        return {"reason": "forbidden", "message": "the role may not write this table"}
     if state == "23505":
         return {"reason": "exists", "message": "a row with this key already exists"}
     return {"reason": "invalid", "message": str(error).splitlines()[0][:300]}
@@ -383,6 +403,9 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
         row = f"select t.xmin::text::bigint v, to_jsonb(t)::text r from {q} t where {where}"
         sql = (f"select coalesce(l.v, s.v), coalesce(l.r, s.r), l.v is not null from (select) one "
                f"left join lateral ({row} for update) l on true left join lateral ({row}) s on l.v is null")
+    elif name == "peek":
+        # The same answer for a table the role may not update (FOR UPDATE would fail): never locked.
+        sql = f"select t.xmin::text::bigint, to_jsonb(t)::text, false from (select) one left join {q} t on {where}"
     elif name == "delete":
         sql = f"delete from {q} t where {where} returning 1"
     elif name == "update":
@@ -412,7 +435,8 @@ def _lit(text: str) -> str:
     return text.replace("'", "''")
 
 
-async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, kinds: dict) -> int | None:
+async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, kinds: dict,
+                     updatable: set[int]) -> int | None:
     table = row.table
     conn = session.conn
     if row.problem is not None:
@@ -423,7 +447,7 @@ async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, k
     if unknown:
         raise _Refused("unknown_column", columns=unknown)
     _check_types(table, {**row.values, **row.key}, kinds)
-    found = await conn.fetchrow(_sql(table, "lock"), row.key_text)
+    found = await conn.fetchrow(_sql(table, "lock" if table.relid in updatable else "peek"), row.key_text)
     current = found if found[0] is not None else None
     if current is not None and not found[2] and row.kind != "deleted":
         raise _Refused("forbidden", message="row-level security refused the write")  # seen, not updatable
