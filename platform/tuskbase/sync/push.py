@@ -31,9 +31,21 @@ wrote. Rules, per table (`sync.enable(..., conflict => ...)`):
   row, the server row overlaid with the client's values, and the client's changed columns; its result is
   written (null refuses the row with `rejected_by_resolver`).
 
-Per-row reasons: `conflict`, `not_found` (the row is gone or not the user's to write), `exists` (a created
-row's key is taken), `forbidden` (RLS refused the write), `invalid` (a value or constraint error; `message`),
-`unknown_column`, `missing_key`, `rejected_by_resolver`.
+Per-row reasons: `conflict`, `not_found` (the row is gone or the user cannot see it: the two are not told apart),
+`exists` (a created row's key is taken), `forbidden` (RLS or the role's privileges refused the write: a row the
+user sees but may not update or delete, or a new row the insert policy refuses), `invalid` (a value or constraint
+error, a value of the wrong JSON type for its column, a NUL character anywhere in the row; `message`, and
+`columns` when they are known), `unknown_column`, `missing_key`, `rejected_by_resolver`. A delete of a row the user
+cannot see is a no-op (deleting twice is fine); of a row the user sees but may not delete, `forbidden`.
+
+Values are JSON of the column's type: a string for text, uuid, dates and the like; a boolean for boolean; a
+number, or a string Postgres reads as one, for numbers; an array (or a Postgres array literal) for arrays; any
+JSON for json/jsonb. An array or object is never written into a text column as its JSON text.
+
+RLS and the write statements: no INSERT or UPDATE has a RETURNING clause, which would apply the select policy
+inside the writing statement; a policy helper (a SECURITY DEFINER function reading the same table, the usual
+Supabase pattern) reads that statement's snapshot and cannot see the new row. The version is read back in the
+next statement, where it can.
 """
 
 from __future__ import annotations
@@ -68,6 +80,28 @@ RECORD_PUSHED = """
 insert into sync.client_rows as r (client_id, tbl, key, version, pull_no, pushed)
 select $1, t, k::text, null, $2, p from unnest($3::int[], $4::jsonb[], $5::bigint[]) as u(t, k, p)
 on conflict (client_id, tbl, key) do update set pushed = excluded.pushed
+"""
+# What JSON each column of the given tables takes: its type with domains and array levels walked down to the base,
+# named as the JSON that fits it ('json' any, 'boolean', 'number', 'composite', 'string') with its array depth;
+# and whether the role $2 may update the table at all (FOR UPDATE needs it: an append-only table is read unlocked).
+COLUMN_KINDS = """
+with recursive walk(relid, name, typ, dims) as (
+  select a.attrelid, a.attname, a.atttypid, 0 from pg_attribute a
+  where a.attrelid = any($1::oid[]) and a.attnum > 0 and not a.attisdropped
+  union all
+  select w.relid, w.name, case when t.typtype = 'd' then t.typbasetype else t.typelem end,
+         w.dims + case when t.typtype = 'd' then 0 else 1 end
+  from walk w join pg_type t on t.oid = w.typ
+  where t.typtype = 'd' or (t.typcategory = 'A' and t.typelem <> 0 and t.typlen = -1)
+)
+select w.relid::bigint, w.name::text, w.dims, has_any_column_privilege($2, w.relid, 'UPDATE'),
+       case when t.oid in ('json'::regtype, 'jsonb'::regtype) then 'json'
+            when t.typcategory = 'B' then 'boolean'
+            when t.typcategory = 'N' then 'number'
+            when t.typtype = 'c' then 'composite'
+            else 'string' end
+from walk w join pg_type t on t.oid = w.typ
+where t.typtype <> 'd' and not (t.typcategory = 'A' and t.typelem <> 0 and t.typlen = -1)
 """
 # What the server changed in a row since the version a client holds: the log entries of that row after the one
 # that wrote the client's version (found by its transaction id), their transaction ids (the current version
@@ -115,6 +149,7 @@ class _Row:
     changed: list[str]
     rule: str = "lww"
     resolver: str | None = None
+    problem: str | None = None  # why the row is refused as `invalid` before anything reads it
 
 
 def _parse(catalog: catalog_module.Catalog, changes: Any, max_rows: int) -> list[_Row]:
@@ -143,6 +178,9 @@ def _parse(catalog: catalog_module.Catalog, changes: Any, max_rows: int) -> list
 
 
 def _row(table: Table, kind: str, item: Any) -> _Row:
+    if _has_nul(item):
+        # Postgres text and jsonb cannot hold U+0000; the row is refused before its key reaches a statement.
+        return _Row(table, kind, {}, "", {}, [], problem="a key, column name or value contains a NUL character")
     if kind == "deleted":
         key = item if isinstance(item, dict) else ({table.pk[0]: item} if len(table.pk) == 1 else None)
         if key is None or set(key) != set(table.pk):
@@ -164,6 +202,21 @@ def _row(table: Table, kind: str, item: Any) -> _Row:
     return _Row(table, kind, key, _key_text(table, key), values, changed)
 
 
+def _has_nul(item: Any) -> bool:
+    pending = [item]  # iterative: a deeply nested value must not exhaust the stack
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
 def _key_text(table: Table, key: dict[str, Any]) -> str:
     """The key as jsonb prints it (keys by length, then bytes), so it matches keys read back from Postgres."""
     names = sorted(table.pk, key=lambda c: (len(c.encode()), c.encode()))
@@ -183,8 +236,8 @@ async def push(
     settings: Settings,
 ) -> PushResult:
     client_id = check_client_id(client_id)
-    if not isinstance(mutation_id, str) or not 1 <= len(mutation_id) <= 128:
-        raise SyncError(BAD_REQUEST, "mutation_id must be a string of 1 to 128 characters")
+    if not isinstance(mutation_id, str) or not 1 <= len(mutation_id) <= 128 or "\x00" in mutation_id:
+        raise SyncError(BAD_REQUEST, "mutation_id must be a string of 1 to 128 characters, without NUL")
     given = Cursor.decode(cursor, client_id) if cursor else None
     async with pool.acquire() as conn:
         refused: list[dict[str, Any]] = []
@@ -290,16 +343,23 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
             if base is not None:
                 base_seq, xids, cols, other = await service.fetchrow(SINCE_BASE, row.table.id, row.key_text, base)
                 history[(row.table.id, row.key_text)] = (base_seq, frozenset(xids), list(cols), other)
+    relids = sorted({row.table.relid for row in rows})
+    kinds: dict[tuple[int, str], tuple[int, str]] = {}
+    updatable: set[int] = set()
+    for relid, name, dims, may_update, kind in await service.fetch(COLUMN_KINDS, relids, session.role):
+        kinds[(relid, name)] = (dims, kind)
+        if may_update:
+            updatable.add(relid)
     written: tuple[list[int], list[str], list[int]] = ([], [], [])
     conn = await session.as_user()
     for row in rows:
         try:
             if savepoints:
                 async with conn.transaction():
-                    version = await _apply_row(session, row, bases, history)
+                    version = await _apply_row(session, row, bases, history, kinds, updatable)
             else:
                 try:
-                    version = await _apply_row(session, row, bases, history)
+                    version = await _apply_row(session, row, bases, history, kinds, updatable)
                 except asyncpg.PostgresError as error:
                     raise _Diagnose({"table": row.table.public_name, "key": row.table.key_value(row.key),
                                      "kind": row.kind, **_reason(error)}) from None
@@ -321,7 +381,9 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
 def _reason(error: asyncpg.PostgresError) -> dict[str, Any]:
     state = getattr(error, "sqlstate", "") or ""
     if state == "42501":
-        return {"reason": "forbidden", "message": "row-level security refused the write"}
+        if "row-level security" in str(error):
+            return {"reason": "forbidden", "message": "row-level security refused the write"}
+        return {"reason": "forbidden", "message": "the role may not write this table"}
     if state == "23505":
         return {"reason": "exists", "message": "a row with this key already exists"}
     return {"reason": "invalid", "message": str(error).splitlines()[0][:300]}
@@ -335,18 +397,29 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
     q = table.qualified
     where = " and ".join(f"t.{quote_ident(c)} = ($1::jsonb ->> '{_lit(c)}')::{table.columns[c]}" for c in table.pk)
     if name == "lock":
-        sql = f"select t.xmin::text::bigint, to_jsonb(t)::text from {q} t where {where} for update"
+        # The row locked (FOR UPDATE, so the update policy applies too) and, if it is not, the row as the select
+        # policy alone shows it: a row the user sees but may not change is refused as forbidden, not not_found.
+        # The locked version comes first: after waiting on a concurrent writer it is the newer one.
+        row = f"select t.xmin::text::bigint v, to_jsonb(t)::text r from {q} t where {where}"
+        sql = (f"select coalesce(l.v, s.v), coalesce(l.r, s.r), l.v is not null from (select) one "
+               f"left join lateral ({row} for update) l on true left join lateral ({row}) s on l.v is null")
+    elif name == "peek":
+        # The same answer for a table the role may not update (FOR UPDATE would fail): never locked.
+        sql = f"select t.xmin::text::bigint, to_jsonb(t)::text, false from (select) one left join {q} t on {where}"
     elif name == "delete":
         sql = f"delete from {q} t where {where} returning 1"
     elif name == "update":
+        # No RETURNING (as for insert): it would apply the select policy inside the statement, whose snapshot
+        # a policy helper reads, so an allowed write could be refused; the version is read back afterwards.
         sets = ", ".join(f"{quote_ident(c)} = r.{quote_ident(c)}" for c in columns)
-        sql = (f"update {q} t set {sets} from jsonb_populate_record(null::{q}, $2::jsonb) r where {where} "
-               "returning t.xmin::text::bigint")
+        sql = f"update {q} t set {sets} from jsonb_populate_record(null::{q}, $2::jsonb) r where {where}"
     elif name == "insert":
         cols = ", ".join(quote_ident(c) for c in columns)
         picks = ", ".join(f"r.{quote_ident(c)}" for c in columns)
-        sql = (f"insert into {q} ({cols}) select {picks} from jsonb_populate_record(null::{q}, $1::jsonb) r "
-               "returning xmin::text::bigint")
+        sql = f"insert into {q} ({cols}) select {picks} from jsonb_populate_record(null::{q}, $1::jsonb) r"
+    elif name == "version":
+        # In a later statement than the write, so a SECURITY DEFINER helper in the select policy sees the row.
+        sql = f"select t.xmin::text::bigint from {q} t where {where}"
     elif name == "server_changed":
         # Columns among $3 whose value differs between the client's values $1 and the current row $2 (typed).
         sql = (f"select coalesce(array_agg(c), '{{}}') from unnest($3::text[]) c, "
@@ -362,31 +435,39 @@ def _lit(text: str) -> str:
     return text.replace("'", "''")
 
 
-async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict) -> int | None:
+async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, kinds: dict,
+                     updatable: set[int]) -> int | None:
     table = row.table
     conn = session.conn
+    if row.problem is not None:
+        raise _Refused("invalid", message=row.problem)
     if not row.key:
         raise _Refused("missing_key", columns=table.pk)
     unknown = [c for c in row.values if c not in table.columns]
     if unknown:
         raise _Refused("unknown_column", columns=unknown)
-    current = await conn.fetchrow(_sql(table, "lock"), row.key_text)
+    _check_types(table, {**row.values, **row.key}, kinds)
+    found = await conn.fetchrow(_sql(table, "lock" if table.relid in updatable else "peek"), row.key_text)
+    current = found if found[0] is not None else None
+    if current is not None and not found[2] and row.kind != "deleted":
+        raise _Refused("forbidden", message="row-level security refused the write")  # seen, not updatable
     base, pushed = bases.get((table.id, row.key_text), (None, None))
     changed_on_server = current is not None and current[0] not in (base, pushed)
     rule = row.rule
 
     if row.kind == "deleted":
         if current is None:
-            return None  # already gone: deleting twice is fine
+            return None  # already gone (or never the user's to see): deleting twice is fine
         if rule == "reject" and changed_on_server:
             raise _Refused("conflict")
         if await conn.fetchval(_sql(table, "delete"), row.key_text) is None:
-            raise _Refused("forbidden")
+            raise _Refused("forbidden", message="row-level security refused the delete")
         return None
 
     if row.kind == "created" and current is None:
         columns = tuple(sorted(row.values))
-        return await conn.fetchval(_sql(table, "insert", columns), json.dumps(row.values))
+        await conn.execute(_sql(table, "insert", columns), json.dumps(row.values))
+        return await conn.fetchval(_sql(table, "version"), row.key_text)  # None: the user may not see it
 
     if current is None:
         raise _Refused("not_found")
@@ -410,11 +491,42 @@ async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict) -
     if not values:
         return None
     columns = tuple(sorted(values))
-    version = await conn.fetchval(_sql(table, "update", columns), row.key_text, json.dumps(values))
+    status = await conn.execute(_sql(table, "update", columns), row.key_text, json.dumps(values))
+    if status == "UPDATE 0":
+        raise _Refused("forbidden", message="row-level security refused the write")
+    version = await conn.fetchval(_sql(table, "version"), row.key_text)
     if version is None:
-        raise _Refused("forbidden")
+        return None  # written, but out of the user's view now: not a version the client holds
     # Written over server changes the client has not seen: it does not hold this version (negative: not recorded).
     return -version if changed_on_server else version
+
+
+JSON_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+
+
+def _fits(value: Any, dims: int, kind: str) -> bool:
+    """Whether a JSON value is one Postgres reads as a column of this kind, not as the text of another type."""
+    if value is None or kind == "json":
+        return True
+    if dims:
+        # An array as JSON (nested for more dimensions) or as a Postgres array literal.
+        return isinstance(value, str) or (isinstance(value, list) and all(_fits(v, dims, kind) for v in value))
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "number":
+        # A string too: clients keep bigints and decimals exact that way; Postgres refuses one that is no number.
+        return isinstance(value, int | float | str) and not isinstance(value, bool)
+    if kind == "composite":
+        return isinstance(value, dict | str)
+    return isinstance(value, str)
+
+
+def _check_types(table: Table, values: dict[str, Any], kinds: dict) -> None:
+    wrong = [c for c, v in values.items() if (table.relid, c) in kinds and not _fits(v, *kinds[(table.relid, c)])]
+    if wrong:
+        said = ", ".join(f"{c} is {table.columns[c]}, not a JSON {JSON_NAMES.get(type(values[c]), 'value')}"
+                         for c in wrong)
+        raise _Refused("invalid", columns=wrong, message=said)
 
 
 async def _clashing_columns(conn: Any, table: Table, row: _Row, current: Any, history: Any,

@@ -21,7 +21,10 @@ must answer `{changes: {table: {created, updated, deleted}}, timestamp}` with a 
   the client pulls the delete); deleting a missing id is ignored (the engine does); `_status` is dropped and
   `_changed` passed on (the engine's `merge` rule reads it); unknown tables and columns are refused; a record
   changed on the server since `lastPulledAt` refuses the whole push under the table's conflict rule (`reject`;
-  `merge` only when the same column changed; `lww` and custom rules decide as declared). Nothing is applied
+  `merge` only when the same column changed; `lww` and custom rules decide as declared). A write RLS refuses (a
+  record the user sees but may not update or delete, a new record the insert policy refuses) refuses the whole
+  push with SYNC126 (403), not as a conflict: pulling cannot resolve it, and the change stays pending on the
+  device. A value of the wrong JSON type for its column is SYNC127 (reason `invalid`). Nothing is applied
   unless everything is. A push is idempotent: replaying the same body for the same timestamp changes nothing.
 
 Errors are the engine's JSON shape (`{"code", "message", "details"}`); its codes (SYNC120-SYNC127) are in errors.py.
