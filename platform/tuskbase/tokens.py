@@ -274,6 +274,8 @@ class ClaimsCache:
 
     def verify(self, token: str) -> tuple[dict[str, Any], str]:
         """Claims of `token` and their JSON encoding (what `request_transaction` sets)."""
+        if not isinstance(token, str):  # a JSON message (the live channel) can carry anything
+            raise TokenError("invalid token: the token must be a string")
         entry = self._entries.get(token)
         if entry is None or entry[0]["exp"] <= time.time():
             claims = self.signer.verify(token)

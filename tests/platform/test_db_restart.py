@@ -34,6 +34,7 @@ from tuskbase.tokens import Signer
 DATABASE = "restart"
 NEW_API = {"X-Supabase-Api-Version": "2024-01-01"}
 OK = {200, 201}
+BROWSER = {"Origin": "http://app.test"}  # a web client reads Retry-After only if CORS exposes it
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ class Caller(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        headers = {"apikey": self.api.anon_key, "Authorization": f"Bearer {self.token}"}
+        headers = {"apikey": self.api.anon_key, "Authorization": f"Bearer {self.token}", **BROWSER}
         with httpx.Client(base_url=self.api.url, headers=headers, timeout=30) as client:
             while not self.stopping.is_set():
                 self.seen.extend(one_round(client))
@@ -113,6 +114,7 @@ def assert_unavailable_answer(surface: str, status: int, headers: httpx.Headers,
     payload = httpx.Response(status, content=body).json()
     if surface == "rest":
         assert set(payload) == {"code", "message", "details", "hint"} and payload["code"] == "PGRST001", payload
+        assert "retry-after" in headers["access-control-expose-headers"].lower()
     elif surface == "auth":
         assert payload["code"] == "service_unavailable" and headers["x-sb-error-code"] == "service_unavailable"
     else:
@@ -120,7 +122,7 @@ def assert_unavailable_answer(surface: str, status: int, headers: httpx.Headers,
 
 
 def call_all(api: Api, token: str) -> list[tuple[str, int, httpx.Headers, bytes]]:
-    headers = {"apikey": api.anon_key, "Authorization": f"Bearer {token}"}
+    headers = {"apikey": api.anon_key, "Authorization": f"Bearer {token}", **BROWSER}
     with httpx.Client(base_url=api.url, headers=headers, timeout=30) as client:
         return one_round(client)
 

@@ -8,6 +8,7 @@ every later request that carries it.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -91,3 +92,26 @@ def test_expired_token_is_a_claims_error(api):
     garbled = httpx.get(f"{api.url}/rest/v1/todos", headers=_headers(api, "x.y.z"))
     assert garbled.status_code == 401
     assert garbled.json()["code"] == "PGRST301"
+
+
+def test_malformed_headers_and_tokens_are_token_errors(tmp_path):
+    """What a WebSocket message or a hand-made header can carry: a token that is not a string, a header whose
+    `kid` or `alg` is not a string. Each is a TokenError (a coded 401 on every surface), not a TypeError."""
+    from tuskbase.config import Settings
+    from tuskbase.tokens import ClaimsCache, Signer, TokenError
+
+    signer = Signer.from_settings(Settings(jwt_secret=TEST_JWT_SECRET, jwt_algorithm="ES256",
+                                           data_dir=tmp_path))
+    claims = {"role": "authenticated", "sub": USER, "exp": int(time.time()) + 60}
+
+    def part(value: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    for header in ({"alg": "ES256", "kid": ["a"]}, {"alg": ["ES256"]}, {"alg": None}):
+        with pytest.raises(TokenError):
+            signer.verify(f"{part(header)}.{part(claims)}.AAAA")
+    cache = ClaimsCache(signer)
+    for token in (["a"], {"t": 1}, 7, None):
+        with pytest.raises(TokenError):
+            cache.verify(token)  # type: ignore[arg-type]
+    assert cache.verify(signer.sign(claims))[0]["sub"] == USER

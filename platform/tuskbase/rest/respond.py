@@ -19,7 +19,7 @@ OPENAPI = b"application/openapi+json; charset=utf-8"
 CSV = b"text/csv; charset=utf-8"
 CORS = [(b"access-control-allow-origin", b"*"),
         (b"access-control-expose-headers", b"Content-Encoding, Content-Location, Content-Range, Content-Type, "
-                                           b"Date, Location, Server, Transfer-Encoding, Range-Unit, ETag")]
+                                           b"Date, Location, Server, Transfer-Encoding, Range-Unit, ETag, Retry-After")]
 _ZSTD = zstandard.ZstdCompressor(level=3)
 
 
