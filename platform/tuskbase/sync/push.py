@@ -42,10 +42,11 @@ Values are JSON of the column's type: a string for text, uuid, dates and the lik
 number, or a string Postgres reads as one, for numbers; an array (or a Postgres array literal) for arrays; any
 JSON for json/jsonb. An array or object is never written into a text column as its JSON text.
 
-RLS and the write statements: no INSERT or UPDATE has a RETURNING clause, which would apply the select policy
-inside the writing statement; a policy helper (a SECURITY DEFINER function reading the same table, the usual
-Supabase pattern) reads that statement's snapshot and cannot see the new row. The version is read back in the
-next statement, where it can.
+RLS and the write statements: an INSERT has no RETURNING clause, which would apply the select policy inside the
+inserting statement; a policy helper (a SECURITY DEFINER function reading the same table, the usual Supabase
+pattern) reads that statement's snapshot and cannot see the new row. Its version is read back in the next
+statement, where it can. (An UPDATE's WHERE clause makes Postgres apply the select policy to the new row in any
+case; a helper then finds the old version, with the same key.)
 """
 
 from __future__ import annotations
@@ -409,10 +410,11 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
     elif name == "delete":
         sql = f"delete from {q} t where {where} returning 1"
     elif name == "update":
-        # No RETURNING (as for insert): it would apply the select policy inside the statement, whose snapshot
-        # a policy helper reads, so an allowed write could be refused; the version is read back afterwards.
+        # RETURNING adds nothing here: the WHERE clause reads the row, so Postgres applies the select policy to
+        # the new row anyway (a helper then reads the old version, which its snapshot holds).
         sets = ", ".join(f"{quote_ident(c)} = r.{quote_ident(c)}" for c in columns)
-        sql = f"update {q} t set {sets} from jsonb_populate_record(null::{q}, $2::jsonb) r where {where}"
+        sql = (f"update {q} t set {sets} from jsonb_populate_record(null::{q}, $2::jsonb) r where {where} "
+               "returning t.xmin::text::bigint")
     elif name == "insert":
         cols = ", ".join(quote_ident(c) for c in columns)
         picks = ", ".join(f"r.{quote_ident(c)}" for c in columns)
@@ -491,12 +493,9 @@ async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, k
     if not values:
         return None
     columns = tuple(sorted(values))
-    status = await conn.execute(_sql(table, "update", columns), row.key_text, json.dumps(values))
-    if status == "UPDATE 0":
-        raise _Refused("forbidden", message="row-level security refused the write")
-    version = await conn.fetchval(_sql(table, "version"), row.key_text)
+    version = await conn.fetchval(_sql(table, "update", columns), row.key_text, json.dumps(values))
     if version is None:
-        return None  # written, but out of the user's view now: not a version the client holds
+        raise _Refused("forbidden", message="row-level security refused the write")
     # Written over server changes the client has not seen: it does not hold this version (negative: not recorded).
     return -version if changed_on_server else version
 
