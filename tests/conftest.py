@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import socket
@@ -159,9 +160,9 @@ class _ServerThread(threading.Thread):
             time.sleep(0.02)
 
 
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    """The real API over HTTP on a loopback port, serving the test's own database."""
+@contextlib.contextmanager
+def serve_api(settings: Settings) -> Iterator[Api]:
+    """The real API with `settings`, over HTTP on a loopback port, until the block ends."""
     from tuskbase.app import create_app
 
     port = free_port()
@@ -173,3 +174,10 @@ def api(settings: Settings) -> Iterator[Api]:
     finally:
         server.server.should_exit = True
         server.join(10)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    """The real API over HTTP on a loopback port, serving the test's own database."""
+    with serve_api(settings) as served:
+        yield served

@@ -28,6 +28,8 @@ SET_IDENTITY = "select set_config('role', $1, true), set_config('request.jwt.cla
 # left (53300): gone for now, not refusing the request itself. Connection errors (08xxx) are the same, seen
 # from the client's side of the socket.
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# OSErrors of a path, not a socket: nothing to do with the database.
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def admin_url(settings: Settings) -> str:
@@ -78,8 +80,6 @@ def is_unavailable(error: BaseException) -> bool:
         return False
     return isinstance(error, (asyncpg.InterfaceError, OSError, TimeoutError))
 
-
-_FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def claims_json(claims: Mapping[str, Any]) -> str:

@@ -25,11 +25,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import TEST_JWT_SECRET, TODO_APP, Api, _ServerThread, free_port
+from tests.conftest import TEST_JWT_SECRET, TODO_APP, Api, free_port, serve_api
 from tuskbase import migrate, policies
 from tuskbase.config import Settings
 from tuskbase.embedded import EmbeddedPostgres
-from tuskbase.tokens import Signer
 
 DATABASE = "restart"
 NEW_API = {"X-Supabase-Api-Version": "2024-01-01"}
@@ -55,19 +54,10 @@ def cluster() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 def restart_api(cluster: EmbeddedPostgres, tmp_path: Path) -> Iterator[Api]:
-    from tuskbase.app import create_app
-
     settings = Settings(database_url=cluster.dsn(DATABASE), data_dir=tmp_path / "data", app_dir=TODO_APP,
                         jwt_secret=TEST_JWT_SECRET, db_pool_min=1, db_pool_max=4, auth_email_autoconfirm=True)
-    port = free_port()
-    server = _ServerThread(create_app(settings), port)
-    server.start()
-    server.wait_started()
-    try:
-        yield Api(url=f"http://127.0.0.1:{port}", settings=settings, signer=Signer.from_settings(settings))
-    finally:
-        server.server.should_exit = True
-        server.join(10)
+    with serve_api(settings) as served:
+        yield served
 
 
 class Caller(threading.Thread):

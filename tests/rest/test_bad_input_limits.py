@@ -15,9 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Api, _ServerThread, free_port
+from tests.conftest import Api, serve_api
 from tests.rest.conftest import ALICE
-from tuskbase.tokens import Signer
 
 TOO_LARGE = "TUSK410"
 
@@ -44,19 +43,10 @@ def _assert_refused(body: dict, code: str = TOO_LARGE) -> None:
 @pytest.fixture
 def roomy_api(settings) -> Iterator[Api]:
     """An API whose grammar limits are raised far enough to let a statement reach the bound-values limit."""
-    from tuskbase.app import create_app
-
     roomy = dataclasses.replace(settings, rest_max_query_bytes=10_000_000, rest_max_query_terms=1_000_000,
                                 max_body_bytes=10_000_000)
-    port = free_port()
-    server = _ServerThread(create_app(roomy), port)
-    server.start()
-    server.wait_started()
-    try:
-        yield Api(url=f"http://127.0.0.1:{port}", settings=roomy, signer=Signer.from_settings(roomy))
-    finally:
-        server.server.should_exit = True
-        server.join(10)
+    with serve_api(roomy) as served:
+        yield served
 
 
 def test_too_many_terms_is_refused_before_parsing(api, world):

@@ -39,6 +39,16 @@ def changes(admin: psycopg.Connection) -> list[tuple]:
     ).fetchall()
 
 
+def make_list(admin: psycopg.Connection, owner: str, title: str = "list") -> str:
+    return str(admin.execute("insert into public.lists (owner_id, title) values (%s, %s) returning id",
+                             (owner, title)).fetchone()[0])
+
+
+def make_todo(admin: psycopg.Connection, list_id: str, title: str = "todo") -> str:
+    return str(admin.execute("insert into public.todos (list_id, title) values (%s, %s) returning id",
+                             (list_id, title)).fetchone()[0])
+
+
 def new_user() -> str:
     return str(uuid.uuid4())
 

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.sync.conftest import SyncClient, drain, new_user, push, received
-
-
-def make_list(admin, owner, title="list"):
-    return str(admin.execute("insert into public.lists (owner_id, title) values (%s, %s) returning id",
-                             (owner, title)).fetchone()[0])
-
-
-def make_todo(admin, list_id, title="todo"):
-    return str(admin.execute("insert into public.todos (list_id, title) values (%s, %s) returning id",
-                             (list_id, title)).fetchone()[0])
+from tests.sync.conftest import SyncClient, drain, make_list, make_todo, new_user, push, received
 
 
 def todo(admin, todo_id):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.sync.conftest import SyncClient, drain, new_user, push
+from tests.sync.conftest import SyncClient, drain, make_list, make_todo, new_user, push
 
 # A table whose select policy goes only through a SECURITY DEFINER helper reading the same table (the usual
 # Supabase pattern): the helper's snapshot, inside the inserting statement, cannot see the new row.
@@ -31,16 +31,6 @@ create policy notes_update on public.notes for update to authenticated
 create policy notes_delete on public.notes for delete to authenticated using (public.can_see_note(id));
 select sync.enable('public.notes', conflict => 'lww');
 """
-
-
-def make_list(admin, owner, title="list"):
-    return str(admin.execute("insert into public.lists (owner_id, title) values (%s, %s) returning id",
-                             (owner, title)).fetchone()[0])
-
-
-def make_todo(admin, list_id, title="todo"):
-    return str(admin.execute("insert into public.todos (list_id, title) values (%s, %s) returning id",
-                             (list_id, title)).fetchone()[0])
 
 
 def snapshot(admin):
