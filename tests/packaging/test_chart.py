@@ -62,17 +62,29 @@ def is_hook(obj: dict) -> bool:
 
 
 def environment_of(objects: list[dict], workload: dict) -> dict[str, str]:
-    """The environment the container gets: its ConfigMap and Secret (envFrom), then its own env."""
+    """The environment the container gets, as kubelet resolves it: its ConfigMap (envFrom), then its own env,
+    whose secret keys are read from the Secret they name (an optional key the Secret lacks is left out)."""
     spec = container(workload)
     env: dict[str, str] = {}
     for source in spec["envFrom"]:
-        if "configMapRef" in source:
-            env.update(one(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+        env.update(one(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for entry in spec["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        data = one(objects, "Secret", ref["name"])["data"]
+        if ref["key"] in data:
+            env[entry["name"]] = base64.b64decode(data[ref["key"]]).decode()
         else:
-            data = one(objects, "Secret", source["secretRef"]["name"])["data"]
-            env.update({k: base64.b64decode(v).decode() for k, v in data.items()})
-    env.update({e["name"]: e["value"] for e in spec["env"]})
+            assert ref.get("optional"), f"{ref['name']} has no key {ref['key']}"
     return env
+
+
+def secrets_referenced(workload: dict) -> dict[str, str]:
+    """Secret key -> Secret name, of every secret the container references."""
+    refs = [e["valueFrom"]["secretKeyRef"] for e in container(workload)["env"] if "valueFrom" in e]
+    return {ref["key"]: ref["name"] for ref in refs}
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +111,8 @@ def test_the_default_values_follow_the_values_schema():
         ({"config": {"TUSKBASE_HOST": "127.0.0.1"}}, "config"),  # the chart owns where the API listens
         ({"secrets": {**SECRETS, "TUSKBASE_JWT_SECRET": "short"}}, "TUSKBASE_JWT_SECRET"),
         ({"secrets": {**SECRETS, "TUSKBASE_DATABASE_URL": "mysql://db/x"}}, "TUSKBASE_DATABASE_URL"),
+        ({"api": {"databaseUrl": "postgresql://postgres:pw@db/tuskbase"}}, "databaseUrl"),  # no password there
+        ({"extraSecretKeys": {"api": ["SMTP_URL"]}}, "SMTP_URL"),
         ({"replicas": 3}, "replicas"),  # a misplaced key is an error, not silently ignored
         ({"ingress": {"hosts": [{"host": "a.example.com", "paths": [{"path": "api"}]}]}}, "paths"),
     ],
@@ -191,9 +205,11 @@ def test_the_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_their_own
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     # Hooks run before the release's own ConfigMap and Secret exist: the Job may read only hook objects
     # created before it (a lower weight), holding the same settings as the release's.
-    for source in spec["envFrom"]:
-        kind, ref = ("ConfigMap", "configMapRef") if "configMapRef" in source else ("Secret", "secretRef")
-        used = one(objects, kind, source[ref]["name"])
+    used_objects = [("ConfigMap", source["configMapRef"]["name"]) for source in spec["envFrom"]]
+    used_objects += [("Secret", name) for name in set(secrets_referenced(job).values())]
+    assert {kind for kind, _ in used_objects} == {"ConfigMap", "Secret"}
+    for kind, name in used_objects:
+        used = one(objects, kind, name)
         assert is_hook(used), f"the migration Job reads {kind}/{used['metadata']['name']}, not a hook"
         assert set(used["metadata"]["annotations"]["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
         assert int(used["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
@@ -205,8 +221,8 @@ def test_the_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_their_own
 def test_the_deployments_read_the_release_configmap_and_secret(objects):
     for name in ("api", "worker", "feed"):
         workload = one(objects, "Deployment", f"tb-tuskbase-{name}")
-        refs = container(workload)["envFrom"]
-        assert {"configMapRef": {"name": "tb-tuskbase"}} in refs and {"secretRef": {"name": "tb-tuskbase"}} in refs
+        assert container(workload)["envFrom"] == [{"configMapRef": {"name": "tb-tuskbase"}}]
+        assert set(secrets_referenced(workload).values()) == {"tb-tuskbase"}
         assert not is_hook(one(objects, "ConfigMap", "tb-tuskbase"))
         annotations = workload["spec"]["template"]["metadata"]["annotations"]
         assert {"checksum/config", "checksum/secret"} <= set(annotations), "pods would not roll on a new setting"
@@ -226,9 +242,14 @@ def test_every_process_gets_real_settings_that_validate(objects, tmp_path: Path)
         env = environment_of(objects, workload)
         assert set(env) <= known, f"{workload['metadata']['name']}: not settings: {sorted(set(env) - known)}"
         settings = load({**env, "TUSKBASE_DATA_DIR": str(tmp_path)})
-        assert settings.database_url == SECRETS["TUSKBASE_DATABASE_URL"]
-        assert settings.jwt_secret == SECRETS["TUSKBASE_JWT_SECRET"]
-        assert settings.authenticator_password == SECRETS["TUSKBASE_AUTHENTICATOR_PASSWORD"]
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component == "api":
+            assert settings.database_url == "postgresql://postgres@db.example.internal:5432/tuskbase"
+            assert settings.jwt_secret == SECRETS["TUSKBASE_JWT_SECRET"]
+        else:
+            assert settings.database_url == SECRETS["TUSKBASE_DATABASE_URL"]
+        if component in ("api", "migrate"):
+            assert settings.authenticator_password == SECRETS["TUSKBASE_AUTHENTICATOR_PASSWORD"]
     for path in CHART.rglob("*"):
         if path.is_file():
             unknown = set(SETTING_NAME.findall(path.read_text())) - known
@@ -248,10 +269,47 @@ def test_numbers_and_booleans_in_settings_reach_the_process_as_it_reads_them(tmp
 
 
 def test_an_existing_secret_replaces_the_charts_secret():
-    objects = render({"existingSecret": "tuskbase-managed"})
+    objects = render({"existingSecret": "tuskbase-managed",
+                      "api": {"databaseUrl": "postgresql://postgres@db.example.internal:5432/tuskbase"}})
     assert [o for o in objects if o["kind"] == "Secret"] == []
     for workload in (o for o in objects if o["kind"] in ("Deployment", "Job")):
-        assert {"secretRef": {"name": "tuskbase-managed"}} in container(workload)["envFrom"]
+        assert set(secrets_referenced(workload).values()) == {"tuskbase-managed"}
+
+
+def test_an_existing_secret_needs_the_apis_database_url_without_password():
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError) as refused:
+        chart.render({"existingSecret": "tuskbase-managed"}, name="tb", namespace="apps")
+    assert "api.databaseUrl is required" in str(refused.value)
+
+
+# The secrets each component needs; it gets no other. The same split as docker-compose.yml.
+NEEDED_SECRETS = {
+    "migrate": {"TUSKBASE_DATABASE_URL", "TUSKBASE_AUTHENTICATOR_PASSWORD"},
+    "api": {"TUSKBASE_AUTHENTICATOR_PASSWORD", "TUSKBASE_JWT_SECRET", "TUSKBASE_BROKER_URL", "TUSKBASE_SMTP_URL"},
+    "worker": {"TUSKBASE_DATABASE_URL", "TUSKBASE_BROKER_URL"},
+    "feed": {"TUSKBASE_DATABASE_URL"},
+}
+
+
+def test_each_component_gets_only_the_secrets_it_needs():
+    secrets = {**SECRETS, "TUSKBASE_BROKER_URL": "amqp://tb:broker-secret@mq:5672/",
+               "TUSKBASE_SMTP_URL": "smtp://mailer:smtp-secret@mail:587"}
+    objects = render({"secrets": secrets})
+    for component, needed in NEEDED_SECRETS.items():
+        kind = "Job" if component == "migrate" else "Deployment"
+        workload = one(objects, kind, f"tb-tuskbase-{component}")
+        assert set(secrets_referenced(workload)) == needed, component
+        env = " ".join(environment_of(objects, workload).values())
+        given = {key for key, value in secrets.items() if value in env}
+        assert given == needed, component
+        assert ("db-secret" in env) == (component != "api"), component
+
+
+def test_an_existing_secrets_further_keys_reach_the_components_named():
+    objects = render({"existingSecret": "managed", "extraSecretKeys": {"worker": ["TUSKBASE_SMTP_URL"]},
+                      "api": {"databaseUrl": "postgresql://postgres@db/tuskbase"}})
+    assert "TUSKBASE_SMTP_URL" in secrets_referenced(one(objects, "Deployment", "tb-tuskbase-worker"))
+    assert "TUSKBASE_SMTP_URL" not in secrets_referenced(one(objects, "Deployment", "tb-tuskbase-feed"))
 
 
 def test_the_app_folder_reaches_every_process():

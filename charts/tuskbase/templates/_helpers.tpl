@@ -81,6 +81,62 @@ checksum/secret: {{ include "tuskbase.secretData" . | sha256sum }}
 {{- end }}
 
 {{/*
+The secrets each component needs, and no other: a container sees only the keys of the Secret it references
+(kubelet resolves them), so the API never holds the superuser's password and only the API holds the JWT
+secret. The same split as docker-compose.yml. Keys marked optional may be absent from the Secret.
+*/}}
+{{- define "tuskbase.neededSecrets" -}}
+{{- $needed := dict
+  "migrate" (list "TUSKBASE_DATABASE_URL" "TUSKBASE_AUTHENTICATOR_PASSWORD")
+  "api" (list "TUSKBASE_AUTHENTICATOR_PASSWORD" "TUSKBASE_JWT_SECRET" "TUSKBASE_BROKER_URL?")
+  "worker" (list "TUSKBASE_DATABASE_URL" "TUSKBASE_BROKER_URL?")
+  "feed" (list "TUSKBASE_DATABASE_URL") }}
+{{- $keys := get $needed .component }}
+{{- /* Further secret settings (SMTP, OIDC providers, a private signing key) are the API's. */ -}}
+{{- if eq .component "api" }}
+{{- range $key, $_ := (.root.Values.secrets | default dict) }}
+{{- if not (has $key (list "TUSKBASE_DATABASE_URL" "TUSKBASE_AUTHENTICATOR_PASSWORD" "TUSKBASE_JWT_SECRET" "TUSKBASE_BROKER_URL")) }}
+{{- $keys = append $keys (printf "%s?" $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range (get (.root.Values.extraSecretKeys | default dict) .component | default list) }}
+{{- $keys = append $keys (printf "%s?" .) }}
+{{- end }}
+{{- $keys | uniq | toJson }}
+{{- end }}
+
+{{/* The API's database URL: the superuser's without its password (the API logs in as `authenticator`, whose
+password it gets on its own). */}}
+{{- define "tuskbase.apiDatabaseUrl" -}}
+{{- if .Values.api.databaseUrl }}
+{{- .Values.api.databaseUrl }}
+{{- else }}
+{{- $url := required "api.databaseUrl is required with existingSecret: the database URL without a password" (get (.Values.secrets | default dict) "TUSKBASE_DATABASE_URL") }}
+{{- $parts := urlParse $url }}
+{{- urlJoin (dict "scheme" $parts.scheme "host" $parts.host "path" $parts.path "query" $parts.query "userinfo" (splitList ":" $parts.userinfo | first)) }}
+{{- end }}
+{{- end }}
+
+{{- define "tuskbase.secretEnv" -}}
+{{- $secretName := .secretName }}
+{{- range $entry := include "tuskbase.neededSecrets" . | fromJsonArray }}
+- name: {{ trimSuffix "?" $entry }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ trimSuffix "?" $entry }}
+      {{- if hasSuffix "?" $entry }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- if eq .component "api" }}
+- name: TUSKBASE_DATABASE_URL
+  value: {{ include "tuskbase.apiDatabaseUrl" .root | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
 Environment of every Tuskbase container. Arguments: (dict "root" $ "component" "api" "configName" NAME
 "secretName" NAME). Values set by the chart come after envFrom, so they win over the same key in `config`.
 */}}
@@ -89,9 +145,8 @@ Environment of every Tuskbase container. Arguments: (dict "root" $ "component" "
 envFrom:
   - configMapRef:
       name: {{ .configName }}
-  - secretRef:
-      name: {{ .secretName }}
 env:
+  {{- include "tuskbase.secretEnv" . | nindent 2 }}
   - name: TUSKBASE_DATA_DIR
     value: /var/lib/tuskbase
   {{- with $root.Values.app.dir }}
