@@ -33,6 +33,8 @@ def platform_folder(name: str) -> Path:
 
 PLATFORM_SQL = platform_folder("sql")
 NAME_PATTERN = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+# The generated dump of the schema the migrations give (tests/platform/schema_file.py): read, never applied.
+SCHEMA_SNAPSHOT = "schema.sql"
 # One key for every migrating process: replicas starting together migrate one after the other.
 LOCK_KEY = 0x7475736B  # "tusk"
 
@@ -77,6 +79,8 @@ def discover(source: str, folder: Path) -> list[Migration]:
         return []
     found = []
     for path in sorted(folder.glob("*.sql")):
+        if path.name == SCHEMA_SNAPSHOT:
+            continue
         if not NAME_PATTERN.match(path.name):
             raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
         found.append(Migration(source, path))
