@@ -1,4 +1,4 @@
-"""HTTP surface of the insights service (see DESIGN.md); nothing is served here yet."""
+"""HTTP surface of the insights service (laid out as ARCHITECTURE.md, "Layers", says); nothing is served here yet."""
 
 from typing import Any
 

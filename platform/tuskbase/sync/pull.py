@@ -17,7 +17,7 @@ that answer uses `pool`. `tables`: public table names (`todos`, or `schema.table
 every served table the caller's role may read. `limit`: records per answer (default and maximum are settings).
 Raises `errors.SyncError` (400/401/403 with a SYNCnnn code).
 
-How (see DESIGN.md, Sync): the server keeps, per client, a view record (`sync.client_rows`: row key -> version
+How (see ARCHITECTURE.md, "Sync"): the server keeps, per client, a view record (`sync.client_rows`: row key -> version
 sent, the row's `xmin`; the key as the text jsonb prints, always cast in Postgres so that one key has one
 spelling). RLS decides visibility; rows are always read now, under the user's role, never
 from the change log. Two modes:
