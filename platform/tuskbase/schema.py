@@ -110,6 +110,13 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """Quote one SQL string literal, for catalog names inlined into cached statements (values are bound)."""
+    if "\x00" in text:
+        raise ValueError("literal contains a NUL byte")
+    return "'" + text.replace("'", "''") + "'"
+
+
 def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 

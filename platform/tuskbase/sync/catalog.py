@@ -28,7 +28,7 @@ import pglast
 from pglast import ast
 from pglast.visitors import Visitor
 
-from tuskbase.schema import quote_ident
+from tuskbase.schema import quote_ident, quote_literal
 
 log = logging.getLogger("tuskbase.sync.catalog")
 TTL = 1.0
@@ -116,7 +116,7 @@ class Catalog:
 def _build_sql(table: Table) -> None:
     q = table.qualified
     cols = [quote_ident(c) for c in table.pk]
-    key = "jsonb_build_object(" + ", ".join(f"'{_literal(c)}', t.{qc}" for c, qc in zip(table.pk, cols,
+    key = "jsonb_build_object(" + ", ".join(f"{quote_literal(c)}, t.{qc}" for c, qc in zip(table.pk, cols,
                                                                                        strict=True)) + ")::text"
     join = " and ".join(f"t.{c} = k.{c}" for c in cols)
     select = f"select {key}, t.xmin::text::bigint, row_to_json(t)::text from {q} t"
@@ -132,17 +132,13 @@ def _build_sql(table: Table) -> None:
         # before the functions read the catalog: no rewrite (ACCESS EXCLUSIVE) can commit between this
         # statement and the scans of the pull, so the storage it reports is the one they read.
         "storage": f"select (pg_relation_size(s.r) / current_setting('block_size')::int)::int, "
-                   f"pg_relation_filenode(s.r)::bigint from (values ('{_literal(q)}'::regclass)) s(r) "
+                   f"pg_relation_filenode(s.r)::bigint from (values ({quote_literal(q)}::regclass)) s(r) "
                    f"left join (select from {q} limit 0) locked on true",
         # Key, version and row of the visible rows among the given keys (a jsonb array of key objects).
         "by_keys": f"{select} join jsonb_populate_recordset(null::{q}, $1::jsonb) k on {join}",
         # Which of the given keys are visible (pass B: rows a client holds that left its view).
         "visible_keys": f"select {key} from {q} t join jsonb_populate_recordset(null::{q}, $1::jsonb) k on {join}",
     }
-
-
-def _literal(text: str) -> str:
-    return text.replace("'", "''")
 
 
 async def load(conn: Any, previous: Catalog | None = None) -> Catalog:

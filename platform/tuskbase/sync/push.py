@@ -58,7 +58,7 @@ from typing import Any
 import asyncpg
 
 from tuskbase.config import Settings
-from tuskbase.schema import quote_ident
+from tuskbase.schema import quote_ident, quote_literal
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Table
 from tuskbase.sync.errors import BAD_REQUEST, CLIENT_OWNED, REFUSED, TOO_LARGE, UNKNOWN_TABLE, SyncError
@@ -396,7 +396,8 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
     if cached is not None:
         return cached
     q = table.qualified
-    where = " and ".join(f"t.{quote_ident(c)} = ($1::jsonb ->> '{_lit(c)}')::{table.columns[c]}" for c in table.pk)
+    where = " and ".join(f"t.{quote_ident(c)} = ($1::jsonb ->> {quote_literal(c)})::{table.columns[c]}"
+                         for c in table.pk)
     if name == "lock":
         # The row locked (FOR UPDATE, so the update policy applies too) and, if it is not, the row as the select
         # policy alone shows it: a row the user sees but may not change is refused as forbidden, not not_found.
@@ -431,10 +432,6 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
         raise KeyError(name)
     table.sql[cache_key] = sql
     return sql
-
-
-def _lit(text: str) -> str:
-    return text.replace("'", "''")
 
 
 async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, kinds: dict,
