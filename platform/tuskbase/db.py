@@ -1,29 +1,19 @@
-"""Database access of the API: the asyncpg pool and the request transaction.
+"""Database access of the API: the asyncpg pool, its URLs, and what "the database is unavailable" means.
 
-Every request that touches app data goes through `request_transaction`: one pooled connection, one
-transaction, identity set once with a single `set_config` statement, so RLS sees the caller's role and
-claims, and both vanish at COMMIT (the `true` of set_config makes them transaction-local).
-
-REST, the hot path, uses `request_session` on its own pool instead: the identity is set for the connection's
-session and the statement runs in its own implicit transaction, two round trips instead of four; the pool
-replaces or clears that identity on every hand-out (see `rest.pool`).
+Who a statement runs as is not decided here: `tuskbase.caller` sets the caller's identity (the request
+transaction, REST's session form, sync's service-role step, the auth role).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from tuskbase.config import Settings
-from tuskbase.tokens import REQUEST_ROLES, authenticator_password
+from tuskbase.tokens import authenticator_password
 
 DATABASE_NAME = "tuskbase"
-SET_IDENTITY = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
 # The server is starting, shutting down or was shut down under us (57P01-57P03), or has no connection slot
 # left (53300): gone for now, not refusing the request itself. Connection errors (08xxx) are the same, seen
 # from the client's side of the socket.
@@ -79,51 +69,3 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, _FILE_ERRORS):  # a path, not a socket: nothing to do with the database
         return False
     return isinstance(error, (asyncpg.InterfaceError, OSError, TimeoutError))
-
-
-
-def claims_json(claims: Mapping[str, Any]) -> str:
-    return json.dumps(claims, separators=(",", ":"), default=str)
-
-
-def check_request_role(claims: Mapping[str, Any]) -> str:
-    role = claims.get("role")
-    if role not in REQUEST_ROLES:
-        # Tokens are verified before they get here; this guards against a caller passing raw input.
-        raise PermissionError(f"role {role!r} may not run requests")
-    return role
-
-
-@asynccontextmanager
-async def request_session(
-    pool: Any,
-    claims: Mapping[str, Any],
-    *,
-    readonly: bool,
-    encoded_claims: str | None = None,
-) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of the REST pool (`rest.pool.FastPool`) whose session runs as the role of the verified
-    `claims`: each statement is its own transaction (read-only when `readonly`); open one with
-    `conn.transaction()` to group several. The next user of the connection replaces or clears the identity.
-    """
-    role = check_request_role(claims)
-    async with pool.acquire_as(role, encoded_claims or claims_json(claims), readonly=readonly) as conn:
-        yield conn
-
-
-@asynccontextmanager
-async def request_transaction(
-    pool: asyncpg.Pool,
-    claims: Mapping[str, Any],
-    *,
-    readonly: bool = False,
-    encoded_claims: str | None = None,
-) -> AsyncIterator[asyncpg.Connection]:
-    """Run the body in one transaction as the role of the verified `claims`.
-
-    `encoded_claims` lets a caller that caches the JSON of a token's claims skip re-encoding them.
-    """
-    role = check_request_role(claims)
-    async with pool.acquire() as conn, conn.transaction(readonly=readonly):
-        await conn.execute(SET_IDENTITY, role, encoded_claims or claims_json(claims))
-        yield conn

@@ -273,7 +273,7 @@ class ClaimsCache:
         self._entries: dict[str, tuple[dict[str, Any], str]] = {}
 
     def verify(self, token: str) -> tuple[dict[str, Any], str]:
-        """Claims of `token` and their JSON encoding (what `request_transaction` sets)."""
+        """Claims of `token` and their JSON encoding (what `caller.transaction` sets)."""
         if not isinstance(token, str):  # a JSON message (the live channel) can carry anything
             raise TokenError("invalid token: the token must be a string")
         entry = self._entries.get(token)
@@ -284,14 +284,3 @@ class ClaimsCache:
             entry = (claims, json.dumps(claims, separators=(",", ":"), default=str))
             self._entries[token] = entry
         return entry
-
-    def from_headers(self, apikey: str | None, authorization: str | None) -> tuple[dict[str, Any], str]:
-        """Identity of a request: the bearer token if any, else the `apikey` (anon or service key)."""
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise TokenError("Authorization header must be `Bearer <token>`")
-            return self.verify(token.strip())
-        if apikey:
-            return self.verify(apikey.strip())
-        raise TokenError("no apikey or Authorization header")

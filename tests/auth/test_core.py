@@ -232,10 +232,12 @@ def test_settings_endpoint(auth_url):
 
 
 def test_tokens_issued_are_accepted_by_the_api_claims_cache(client, api):
+    from tuskbase.caller import identify
     from tuskbase.tokens import ClaimsCache
 
     session = sign_up(client).session
-    claims, encoded = ClaimsCache(api.signer).from_headers(api.anon_key, f"Bearer {session.access_token}")
+    caller = identify(ClaimsCache(api.signer), api.anon_key, f"Bearer {session.access_token}")
+    claims, encoded = caller.claims, caller.claims_json
     assert claims["sub"] == session.user.id and '"session_id"' in encoded
     assert jwt.get_unverified_header(session.access_token)["alg"] == "HS256"
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from supabase_auth.errors import AuthApiError
 
 from tests.auth.conftest import PASSWORD, auth_metric
+from tuskbase.caller import identify
 from tuskbase.tokens import ClaimsCache, TokenError
 
 
@@ -61,7 +62,7 @@ def test_hostile_tokens_are_refused_everywhere(api, auth_url, genuine):
     cache = ClaimsCache(api.signer)
     for name, token in hostile_tokens(api, claims).items():
         with pytest.raises(TokenError):
-            cache.from_headers(api.anon_key, f"Bearer {token}")
+            identify(cache, api.anon_key, f"Bearer {token}")
             pytest.fail(f"{name} accepted by the API's claims cache")
         answer = httpx.get(f"{auth_url}/user", headers=api.headers(token))
         assert answer.status_code == 403, name

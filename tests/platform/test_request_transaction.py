@@ -8,7 +8,8 @@ import uuid
 import asyncpg
 import pytest
 
-from tuskbase import db
+from tuskbase import caller, db
+from tuskbase.caller import Caller
 
 ALICE, BOB = uuid.uuid4(), uuid.uuid4()
 
@@ -40,7 +41,7 @@ async def with_pool(settings, work):
 
 def test_rls_sees_only_the_callers_rows(settings, seeded):
     async def titles(pool, user):
-        async with db.request_transaction(pool, claims(user), readonly=True) as conn:
+        async with caller.transaction(pool, Caller.of(claims(user)), readonly=True) as conn:
             return [r["title"] for r in await conn.fetch("select title from todos")]
 
     async def work(pool):
@@ -53,7 +54,7 @@ def test_rls_sees_only_the_callers_rows(settings, seeded):
 
 def test_identity_is_transaction_local(settings, seeded):
     async def work(pool):
-        async with db.request_transaction(pool, claims(ALICE)) as conn:
+        async with caller.transaction(pool, Caller.of(claims(ALICE))) as conn:
             inside = await conn.fetchrow("select current_user::text as role, auth.uid() as uid")
         async with pool.acquire() as conn:
             after = await conn.fetchrow("select current_user::text as role, auth.uid() as uid")
@@ -66,7 +67,7 @@ def test_identity_is_transaction_local(settings, seeded):
 
 def test_cross_user_write_is_refused(settings, seeded):
     async def work(pool):
-        async with db.request_transaction(pool, claims(BOB)) as conn:
+        async with caller.transaction(pool, Caller.of(claims(BOB))) as conn:
             return await conn.execute("update todos set title = 'hacked'")
 
     assert run(with_pool(settings, work)) == "UPDATE 0"
@@ -74,7 +75,7 @@ def test_cross_user_write_is_refused(settings, seeded):
 
 def test_readonly_transaction_refuses_writes(settings, seeded):
     async def work(pool):
-        async with db.request_transaction(pool, claims(ALICE), readonly=True) as conn:
+        async with caller.transaction(pool, Caller.of(claims(ALICE)), readonly=True) as conn:
             await conn.execute("update todos set title = 'x'")
 
     with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
@@ -83,10 +84,10 @@ def test_readonly_transaction_refuses_writes(settings, seeded):
 
 def test_service_role_bypasses_rls_and_unknown_roles_are_refused(settings, seeded):
     async def work(pool):
-        async with db.request_transaction(pool, {"role": "service_role"}, readonly=True) as conn:
+        async with caller.transaction(pool, Caller.of({"role": "service_role"}), readonly=True) as conn:
             count = await conn.fetchval("select count(*) from todos")
         with pytest.raises(PermissionError):
-            async with db.request_transaction(pool, {"role": "postgres"}):
+            async with caller.transaction(pool, Caller.of({"role": "postgres"})):
                 pass
         return count
 
@@ -95,7 +96,7 @@ def test_service_role_bypasses_rls_and_unknown_roles_are_refused(settings, seede
 
 def test_anon_sees_nothing(settings, seeded):
     async def work(pool):
-        async with db.request_transaction(pool, {"role": "anon"}, readonly=True) as conn:
+        async with caller.transaction(pool, Caller.of({"role": "anon"}), readonly=True) as conn:
             await conn.fetch("select * from todos")
 
     with pytest.raises(asyncpg.InsufficientPrivilegeError):

@@ -7,7 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from tuskbase import db
+from tuskbase import caller, db
+from tuskbase.caller import Caller
 from tuskbase.rest.pool import FastPool
 
 
@@ -30,7 +31,7 @@ def test_bounded_waiters_errors_and_cancellation(settings):
         claims = {"role": "authenticated", "sub": "00000000-0000-4000-8000-000000000001"}
 
         async def who():
-            async with db.request_transaction(pool, claims, readonly=True) as conn:
+            async with caller.transaction(pool, Caller.of(claims), readonly=True) as conn:
                 await asyncio.sleep(0.05)
                 return await conn.fetchval("select current_user || ' ' || auth.uid()")
 
@@ -40,7 +41,7 @@ def test_bounded_waiters_errors_and_cancellation(settings):
 
         # A database error rolls back and keeps the connection; the role does not leak out of the transaction.
         with pytest.raises(asyncpg.PostgresError):
-            async with db.request_transaction(pool, claims) as conn:
+            async with caller.transaction(pool, Caller.of(claims)) as conn:
                 await conn.execute("select 1/0")
         async with pool.acquire() as conn:
             assert await conn.fetchval("select current_user") == "authenticator"
@@ -48,7 +49,7 @@ def test_bounded_waiters_errors_and_cancellation(settings):
 
         # A request cancelled mid-query (client gone) closes its connection; the pool opens a new one later.
         async def slow():
-            async with db.request_transaction(pool, claims, readonly=True) as conn:
+            async with caller.transaction(pool, Caller.of(claims), readonly=True) as conn:
                 await conn.execute("select pg_sleep(5)")
 
         task = asyncio.get_running_loop().create_task(slow())
@@ -77,15 +78,15 @@ def test_session_identity_is_replaced_or_cleared_on_every_hand_out(settings):
         alice, bob = {"role": "authenticated", "sub": ALICE}, {"role": "authenticated", "sub": BOB}
         identity = "select current_user || ' ' || coalesce(auth.uid()::text, '-') || ' ' " \
                    "|| current_setting('transaction_read_only')"
-        async with db.request_session(pool, alice, readonly=True) as conn:
+        async with caller.session(pool, Caller.of(alice), readonly=True) as conn:
             assert await conn.fetchval(identity) == f"authenticated {ALICE} on"
             with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                 await conn.execute("create temporary table scratch (x int)")
-        async with db.request_session(pool, bob, readonly=False) as conn:
+        async with caller.session(pool, Caller.of(bob), readonly=False) as conn:
             assert await conn.fetchval(identity) == f"authenticated {BOB} off"
             async with conn.transaction():  # an explicit transaction inherits the session's mode
                 await conn.execute("create temporary table scratch (x int)")
-        async with db.request_session(pool, {"role": "anon"}, readonly=True) as conn:
+        async with caller.session(pool, Caller.of({"role": "anon"}), readonly=True) as conn:
             assert await conn.fetchval(identity) == "anon - on"
         # The bare acquire (persisted-query lookups) gets the login role back, with no claims and read-write.
         async with pool.acquire() as conn:
@@ -93,11 +94,11 @@ def test_session_identity_is_replaced_or_cleared_on_every_hand_out(settings):
                                        "current_setting('request.jwt.claims', true), ''), '-') || ' ' "
                                        "|| current_setting('transaction_read_only')") == "authenticator - off"
         # So does the transaction-local path that other services use on their pools.
-        async with db.request_transaction(pool, alice) as conn:
+        async with caller.transaction(pool, Caller.of(alice)) as conn:
             await conn.execute("create temporary table scratch2 (x int)")
         # A role outside the request roles never reaches the database.
         with pytest.raises(PermissionError):
-            async with db.request_session(pool, {"role": "postgres"}, readonly=True):
+            async with caller.session(pool, Caller.of({"role": "postgres"}), readonly=True):
                 pass
         await pool.close()
 
@@ -109,7 +110,7 @@ def test_a_failed_identity_statement_keeps_no_half_identity(settings):
 
     async def scenario():
         pool = FastPool(lambda: asyncpg.connect(url), 1)
-        async with db.request_session(pool, {"role": "authenticated", "sub": ALICE}, readonly=True):
+        async with caller.session(pool, Caller.of({"role": "authenticated", "sub": ALICE}), readonly=True):
             pass
         # The identity statement fails as a whole (an unknown role) and hands nothing out; the connection
         # still carries alice's identity, which the next bare acquire clears.

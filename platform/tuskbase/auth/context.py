@@ -13,8 +13,9 @@ from litestar import Request, Response
 
 from tuskbase.auth import errors
 from tuskbase.auth.sessions import Device
+from tuskbase.caller import CallerError, identify
 from tuskbase.config import Settings
-from tuskbase.tokens import ClaimsCache, Signer, TokenError
+from tuskbase.tokens import ClaimsCache, Signer
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,11 @@ def respond(body: Any, status: int = 200, headers: dict[str, str] | None = None)
 
 def bearer(request: Request, ctx: Context) -> dict[str, Any]:
     """The verified claims of the `Authorization: Bearer` token of a signed-in user."""
-    authorization = request.headers.get("authorization")
-    if not authorization:
-        raise errors.AuthError(401, errors.NO_AUTHORIZATION, "This endpoint requires a Bearer token")
     try:
-        claims, _ = ctx.claims.from_headers(None, authorization)
-    except TokenError as error:
+        claims = identify(ctx.claims, None, request.headers.get("authorization")).claims  # the bearer token only
+    except CallerError as error:
+        if error.kind == "missing":
+            raise errors.AuthError(401, errors.NO_AUTHORIZATION, "This endpoint requires a Bearer token") from None
         raise errors.AuthError(403, errors.BAD_JWT, f"invalid JWT: unable to parse or verify signature, {error}") \
             from None
     if not claims.get("sub"):
@@ -98,9 +98,9 @@ def bearer(request: Request, ctx: Context) -> dict[str, Any]:
 def admin(request: Request, ctx: Context) -> dict[str, Any]:
     """Claims of a service-role caller (the admin API); 403 `not_admin` for anyone else."""
     try:
-        claims, _ = ctx.claims.from_headers(request.headers.get("apikey"), request.headers.get("authorization"))
-    except TokenError as error:
+        caller = identify(ctx.claims, request.headers.get("apikey"), request.headers.get("authorization"))
+    except CallerError as error:
         raise errors.AuthError(401, errors.BAD_JWT, f"invalid JWT: {error}") from None
-    if claims.get("role") != "service_role":
+    if caller.role != "service_role":
         raise errors.AuthError(403, errors.NOT_ADMIN, "User not allowed")
-    return claims
+    return caller.claims

@@ -15,7 +15,8 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from tuskbase import db
+from tuskbase import caller as callers
+from tuskbase.caller import Caller
 from tuskbase.rest import errors
 from tuskbase.rest.errors import ApiError
 from tuskbase.rest.respond import JSON, Answer
@@ -78,24 +79,23 @@ def _render(answer: Answer) -> dict[str, Any]:
     return {"status": answer.status, "headers": headers, "body": body}
 
 
-async def run(service: Any, claims: dict[str, Any], claims_json: str, authenticated: bool, raw: bytes) -> Answer:
+async def run(service: Any, caller: Caller, raw: bytes) -> Answer:
     body = service.json_body(raw, {}, required=True)
     transaction, requests = _sub_requests(body, service.settings.rest_batch_max)
     responses: list[dict[str, Any]] = []
     if not transaction:
         for item in requests:
             try:
-                answer = await service.sub_request(*_parts(item), claims, claims_json, authenticated)
+                answer = await service.sub_request(*_parts(item), caller)
             except ApiError as err:
                 answer = service.error(err)
             responses.append(_render(answer))
     else:
         try:
-            async with db.request_session(service.pool, claims, readonly=False,
-                                          encoded_claims=claims_json) as conn, conn.transaction():
+            async with callers.session(service.pool, caller, readonly=False) as conn, conn.transaction():
                 for index, item in enumerate(requests):
                     try:
-                        answer = await service.sub_request(*_parts(item), claims, claims_json, authenticated, conn)
+                        answer = await service.sub_request(*_parts(item), caller, conn)
                     except ApiError as err:
                         answer = service.error(err)
                     responses.append(_render(answer))

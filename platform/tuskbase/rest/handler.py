@@ -18,16 +18,20 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase import caller as callers
 from tuskbase import db
+from tuskbase.caller import Caller, CallerError
 from tuskbase.rest import errors, openapi, parse, plan, query, respond
 from tuskbase.rest.errors import ApiError
 from tuskbase.rest.respond import JSON, Answer
 from tuskbase.schema import SchemaHolder
-from tuskbase.tokens import ClaimsCache, ClaimsError, TokenError
+from tuskbase.tokens import ClaimsCache
 
 log = logging.getLogger("tuskbase.rest")
 PREFIX = "/rest/v1"
 READ_METHODS = ("GET", "HEAD")
+# What a request that names no valid caller answers (PostgREST's codes; all 401).
+JWT_CODES = {"missing": errors.JWT_MISSING, "invalid": errors.JWT_INVALID, "claims": errors.JWT_CLAIMS}
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
 
@@ -103,24 +107,17 @@ class RestService:
         if method == "OPTIONS":
             return self.preflight(headers)
         try:
-            apikey = headers.get(b"apikey")
-            authorization = headers.get(b"authorization")
-            claims, claims_json = self.claims.from_headers(apikey and apikey.decode("latin-1"),
-                                                           authorization and authorization.decode("latin-1"))
-        except TokenError as error:
-            code = (errors.JWT_CLAIMS if isinstance(error, ClaimsError) else
-                    errors.JWT_MISSING if "no apikey" in str(error) else errors.JWT_INVALID)
-            raise ApiError(401, code, str(error), None, None,
+            caller = callers.identify_raw(self.claims, headers)
+        except CallerError as error:
+            raise ApiError(401, JWT_CODES[error.kind], str(error), None, None,
                            [(b"www-authenticate", b'Bearer error="invalid_token"')]) from None
-        # Permission errors are 401 for the anonymous role (log in first), 403 for a known one (PostgREST's rule).
-        authenticated = claims["role"] != "anon"
         if method in READ_METHODS and path and not path.startswith("persisted/"):
             key = (method, path, scope["query_string"], headers.get(b"accept"), headers.get(b"prefer"),
                    headers.get(b"accept-profile"), headers.get(b"range"))
             compiled = self.plans.get(key)
             if compiled is None:
                 compiled = self.compiled_read(method, path, scope["query_string"], headers)
-            return await self.run_read(compiled, claims, claims_json, authenticated)
+            return await self.run_read(compiled, caller)
         if not path:
             if method not in READ_METHODS:
                 raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
@@ -128,17 +125,16 @@ class RestService:
         if path == "batch" and method == "POST":
             from tuskbase.rest import batch
 
-            return await batch.run(self, claims, claims_json, authenticated, await self.body(receive, headers))
+            return await batch.run(self, caller, await self.body(receive, headers))
         if path == "persisted" or path.startswith("persisted/"):
             from tuskbase.rest import persisted
 
             return await persisted.run(self, method, path.removeprefix("persisted").strip("/"), headers,
-                                       scope["query_string"], claims, claims_json, authenticated, receive)
+                                       scope["query_string"], caller, receive)
         if method not in WRITE_METHODS and method != "PUT":
             raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
         body = await self.body(receive, headers)
-        return await self.write(method, path, scope["query_string"], headers, body, claims, claims_json,
-                                authenticated)
+        return await self.write(method, path, scope["query_string"], headers, body, caller)
 
     def preflight(self, headers: dict[bytes, bytes]) -> Answer:
         return Answer(200, b"", [
@@ -269,21 +265,18 @@ class RestService:
             compiled.exact = query.read(node, True, request.strip_nulls)
         return compiled
 
-    async def run_read(self, compiled: Compiled, claims: dict[str, Any], claims_json: str,
-                       authenticated: bool, conn: Any = None) -> Answer:
+    async def run_read(self, compiled: Compiled, caller: Caller, conn: Any = None) -> Answer:
         statement = compiled.statement
         started = time.perf_counter()
-        with errors.DatabaseErrors(authenticated):
+        with errors.DatabaseErrors(caller.authenticated):
             if conn is not None:  # a sub-request of a batch, inside the batch's transaction
                 body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
             elif compiled.planned is None:
                 # One statement: its own implicit transaction, no BEGIN/COMMIT round trips.
-                async with db.request_session(self.pool, claims, readonly=compiled.readonly,
-                                              encoded_claims=claims_json) as conn:
+                async with callers.session(self.pool, caller, readonly=compiled.readonly) as conn:
                     body, rows, total = await conn.fetchrow(statement.sql, *statement.params)
             else:
-                async with db.request_session(self.pool, claims, readonly=compiled.readonly,
-                                              encoded_claims=claims_json) as conn, conn.transaction():
+                async with callers.session(self.pool, caller, readonly=compiled.readonly) as conn, conn.transaction():
                     body, rows, total = await self._planned(conn, compiled)
         answer = self.read_answer(compiled, body, rows, total)
         answer.headers.append((b"server-timing", compiled.timing
@@ -334,7 +327,7 @@ class RestService:
     # --- writes --------------------------------------------------------------------------------------------
 
     async def write(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], raw: bytes,
-                    claims: dict[str, Any], claims_json: str, authenticated: bool, conn: Any = None) -> Answer:
+                    caller: Caller, conn: Any = None) -> Answer:
         request = self.parse(method, path, query_string, headers, write=True)
         planner = plan.Planner(self.holder.cache, 0)
         body = self.json_body(raw, headers, required=method in ("POST", "PATCH", "PUT") and not request.is_rpc)
@@ -347,7 +340,7 @@ class RestService:
                                 fn.volatility in ("i", "s"), request.accept == "single", request.accept == "csv",
                                 request.offset.get((), 0), request.prefer.count is not None, None,
                                 rpc_plan.node is None or not fn.returns_set, fn.returns_void, b"")
-            return await self.run_read(compiled, claims, claims_json, authenticated, conn)
+            return await self.run_read(compiled, caller, conn)
         if method == "PUT":
             raise ApiError(405, errors.UNSUPPORTED_METHOD, "PUT is not supported; use POST with "
                            "Prefer: resolution=merge-duplicates")
@@ -400,19 +393,17 @@ class RestService:
         limit = prefer.max_affected if prefer.handling == "strict" and method in ("PATCH", "DELETE") else None
         in_batch = conn is not None
         try:
-            with errors.DatabaseErrors(authenticated):
+            with errors.DatabaseErrors(caller.authenticated):
                 if in_batch:
                     text, rows_changed = await self._run_write(conn, statements, representation, request.accept,
                                                                limit)
                 elif (len(statements) == 1 and limit is None and request.accept != "single"
                       and prefer.tx != "rollback"):
                     # One statement and nothing to check after it: its own implicit transaction is all it needs.
-                    async with db.request_session(self.pool, claims, readonly=False,
-                                                  encoded_claims=claims_json) as conn:
+                    async with callers.session(self.pool, caller, readonly=False) as conn:
                         text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
                 else:
-                    async with db.request_session(self.pool, claims, readonly=False,
-                                                  encoded_claims=claims_json) as conn, conn.transaction():
+                    async with callers.session(self.pool, caller, readonly=False) as conn, conn.transaction():
                         text, rows_changed = await self._run_write(conn, statements, representation,
                                                                    request.accept, limit)
                         if prefer.tx == "rollback":
@@ -462,21 +453,19 @@ class RestService:
         return text, rows_changed
 
     async def sub_request(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes],
-                          raw: bytes, claims: dict[str, Any], claims_json: str, authenticated: bool,
-                          conn: Any = None) -> Answer:
+                          raw: bytes, caller: Caller, conn: Any = None) -> Answer:
         """One request of a batch (or a persisted query) through the same pipeline, on `conn` when given."""
         path = path.strip("/")
         if not path or path == "batch" or path.startswith("persisted"):
             raise ApiError(400, errors.BATCH_INVALID, f"/{path} cannot be part of a batch")
         if method in READ_METHODS:
             compiled = self.compiled_read(method, path, query_string, headers)
-            return await self.run_read(compiled, claims, claims_json, authenticated, conn)
+            return await self.run_read(compiled, caller, conn)
         if method not in WRITE_METHODS:
             raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
         if len(raw) > self.max_body:
             raise self.too_large()
-        return await self.write(method, path, query_string, headers, raw, claims, claims_json, authenticated,
-                                conn)
+        return await self.write(method, path, query_string, headers, raw, caller, conn)
 
     def json_body(self, raw: bytes, headers: dict[bytes, bytes], required: bool) -> Any:
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()

@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any
 
+from tuskbase.caller import Caller
 from tuskbase.rest import errors
 from tuskbase.rest.errors import ApiError
 from tuskbase.rest.respond import JSON, Answer
@@ -36,10 +37,10 @@ def digest(method: str, path: str, query: str) -> str:
     return hashlib.sha256(f"{method} {path}?{query}".encode()).hexdigest()
 
 
-async def run(service: Any, method: str, name: str, headers: dict[bytes, bytes], extra: bytes,
-              claims: dict[str, Any], claims_json: str, authenticated: bool, receive: Any) -> Answer:
+async def run(service: Any, method: str, name: str, headers: dict[bytes, bytes], extra: bytes, caller: Caller,
+              receive: Any) -> Answer:
     if name == "" and method == "POST":
-        return await register(service, claims, await service.body(receive, headers))
+        return await register(service, caller, await service.body(receive, headers))
     if method not in ("GET", "HEAD") or not NAME.match(name):
         raise ApiError(404, errors.NO_PERSISTED_QUERY, f"No persisted query {name!r}")
     stored = await lookup(service, name)
@@ -48,7 +49,7 @@ async def run(service: Any, method: str, name: str, headers: dict[bytes, bytes],
                        None, "Register it with POST /rest/v1/persisted (service role)")
     _method, path, query = stored
     query_string = query.encode() + (b"&" + extra if query and extra else extra)
-    return await service.sub_request(method, path, query_string, headers, b"", claims, claims_json, authenticated)
+    return await service.sub_request(method, path, query_string, headers, b"", caller)
 
 
 async def lookup(service: Any, name: str) -> tuple[str, str, str] | None:
@@ -63,8 +64,8 @@ async def lookup(service: Any, name: str) -> tuple[str, str, str] | None:
     return found
 
 
-async def register(service: Any, claims: dict[str, Any], raw: bytes) -> Answer:
-    if claims.get("role") != "service_role":
+async def register(service: Any, caller: Caller, raw: bytes) -> Answer:
+    if caller.role != "service_role":
         raise ApiError(403, "42501", "Only the service role registers persisted queries")
     body = service.json_body(raw, {}, required=True)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not isinstance(body.get("path"), str):

@@ -6,10 +6,10 @@ the only session state a request leaves is the caller's identity, which the next
 (below), so a connection that ends outside a transaction, without an error of the connection itself, is fit
 for reuse. Acquiring is popping a list; a connection in doubt is closed, never reused.
 
-It has the `acquire()` shape of asyncpg's pool, so `db.request_transaction` runs on it unchanged.
+It has the `acquire()` shape of asyncpg's pool, so `caller.transaction` runs on it unchanged.
 
 `acquire_as(role, claims, readonly=...)` sets the caller's identity for the connection's session instead of
-one transaction (`set_config(..., false)`), read-only mode included: a read is then one statement in its own
+one transaction (`caller.set_session_identity`), read-only mode included: a read is then one statement in its own
 implicit transaction, two round trips instead of four (BEGIN, set_config, statement, COMMIT), which halves
 both the Python and the Postgres work of the hot path. Every connection handed out either gets the caller's
 identity or, from the bare `acquire()`, has the last one cleared first: no statement on this pool runs under
@@ -27,9 +27,7 @@ from typing import Any
 
 import asyncpg
 
-SET_IDENTITY = ("select set_config('role', $1, false), set_config('request.jwt.claims', $2, false), "
-                "set_config('default_transaction_read_only', $3, false)")
-CLEAR_IDENTITY = "RESET ROLE; RESET request.jwt.claims; RESET default_transaction_read_only"
+from tuskbase.caller import clear_session_identity, set_session_identity
 
 # After these a connection may be mid-protocol or gone: close it instead of reusing it.
 _DOUBTFUL = (asyncio.CancelledError, asyncpg.InterfaceError, ConnectionError, OSError, TimeoutError)
@@ -128,10 +126,10 @@ class _Acquired:
         self.conn = conn = await pool._get()
         try:
             if self.identity is not None:
-                await conn.execute(SET_IDENTITY, *self.identity)
+                await set_session_identity(conn, *self.identity)
                 pool._identified.add(id(conn))
             elif id(conn) in pool._identified:
-                await conn.execute(CLEAR_IDENTITY)
+                await clear_session_identity(conn)
                 pool._identified.discard(id(conn))
         except BaseException as error:
             pool._put(conn, error)  # `async with` does not call __aexit__ when __aenter__ raises

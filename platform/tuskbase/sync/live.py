@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase.caller import Caller, service_transaction
 from tuskbase.config import Settings
 
 log = logging.getLogger("tuskbase.sync.live")
@@ -43,8 +44,6 @@ try:
 except ImportError:  # pragma: no cover - the feed ships with the sync engine
     FEED_CHANNEL = "tuskbase_sync"
 
-AS_SERVICE = "select set_config('role', 'service_role', true)"
-AS_SESSION = "select set_config('role', 'none', true)"
 FEED_POSITION = "select seq, pruned_seq from sync.feed_state"
 # Per table of the batch: served or not, whether it saw a delete / truncate, how many keys changed, and the keys
 # inserted or updated (only when few enough to check one by one).
@@ -84,11 +83,6 @@ class LimitReached(Exception):
 
 class NotReady(Exception):
     """The hub is not listening yet (the database is unreachable or not migrated)."""
-
-
-def user_key(claims: dict[str, Any]) -> str:
-    """The identity the sync engine binds clients to: the token's `sub`, else its role."""
-    return str(claims.get("sub") or claims.get("role"))
 
 
 @dataclass(eq=False)
@@ -203,25 +197,24 @@ class LiveHub:
 
     async def position(self) -> tuple[int, int]:
         """(last seq persisted by the feed, seq up to which the change log was pruned)."""
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(AS_SERVICE)
+        async with service_transaction(self.pool, readonly=True) as conn:
             seq, pruned = await conn.fetchrow(FEED_POSITION)
         return int(seq), int(pruned)
 
     # -- subscribers -----------------------------------------------------------------------------------
 
-    def subscribe(self, claims: dict[str, Any], claims_json: str, seq: int | None) -> Subscriber:
+    def subscribe(self, caller: Caller, seq: int | None) -> Subscriber:
         """Register a connection; `seq` is the feed position the client last saw (None: the current one)."""
         if not self.started:
             raise NotReady("the live channel is starting; retry in a moment")
-        key = user_key(claims)
+        key = caller.user_key
         current = self.users.get(key, set())
         if self.count >= self.settings.sync_live_max_connections:
             raise LimitReached("this server holds its maximum of live connections")
         if len(current) >= self.settings.sync_live_max_per_user:
             raise LimitReached("this user holds its maximum of live connections")
         start = self.seq if seq is None else max(0, min(seq, self.seq))
-        subscriber = Subscriber(key, str(claims["role"]), claims_json, float(claims["exp"]), seq=start, poked=start)
+        subscriber = Subscriber(key, caller.role, caller.claims_json, caller.expires_at, seq=start, poked=start)
         self.users.setdefault(key, set()).add(subscriber)
         self.count += 1
         if subscriber.seq < self.seq:
@@ -237,12 +230,12 @@ class LiveHub:
         if not subscribers:
             del self.users[subscriber.key]
 
-    def refresh(self, subscriber: Subscriber, claims: dict[str, Any], claims_json: str) -> None:
+    def refresh(self, subscriber: Subscriber, caller: Caller) -> None:
         """A new token for the same user (a refreshed session): extends the connection's life."""
-        if user_key(claims) != subscriber.key or str(claims["role"]) != subscriber.role:
+        if caller.user_key != subscriber.key or caller.role != subscriber.role:
             raise PermissionError("the new token names another user")
-        subscriber.claims_json = claims_json
-        subscriber.expires_at = float(claims["exp"])
+        subscriber.claims_json = caller.claims_json
+        subscriber.expires_at = caller.expires_at
 
     # -- batches ---------------------------------------------------------------------------------------
 
@@ -311,8 +304,7 @@ class LiveHub:
         by_user: dict[str, list[Subscriber]] = {}
         for subscriber in subscribers:
             by_user.setdefault(subscriber.key, []).append(subscriber)
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(AS_SERVICE)
+        async with service_transaction(self.pool, readonly=True) as conn:
             _, pruned = await conn.fetchrow(FEED_POSITION)
             if seq_from < pruned:
                 return set(subscribers)
@@ -362,7 +354,7 @@ class LiveHub:
         return Batch(False, tables, keys, count, changed_total)
 
 
-async def start_position(pool: asyncpg.Pool, claims: dict[str, Any], params: Any) -> int | None:
+async def start_position(pool: asyncpg.Pool, caller: Caller, params: Any) -> int | None:
     """The feed position a reconnecting client last saw, from whichever it holds: `seq` (the last poke's),
     `cursor` with `client_id` (its last /sync/v1/pull cursor) or `last_pulled_at` (its WatermelonDB timestamp).
     None: start from the current position. Raises ValueError on a bad value. A position is not secret: what
@@ -383,7 +375,7 @@ async def start_position(pool: asyncpg.Pool, claims: dict[str, Any], params: Any
             last = watermelon.parse_pull({"last_pulled_at": params.get("last_pulled_at")})[0]
             if last is None:
                 return None
-            client_id, cursor = await watermelon.resolve(pool, claims, last)
+            client_id, cursor = await watermelon.resolve(pool, caller, last)
             return Cursor.decode(cursor, client_id).seq if cursor else None
     except SyncError as error:
         raise ValueError(error.message) from None

@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from tuskbase.caller import become_service
 from tuskbase.sync.feed import slot_name
 
 log = logging.getLogger("tuskbase.sync.metrics")
@@ -42,7 +43,7 @@ from sync.feed_state f
 
 async def sample(conn: Any, slot: str) -> tuple[int, int, float, float | None]:
     async with conn.transaction(readonly=True):
-        await conn.execute("select set_config('role', 'service_role', true)")
+        await become_service(conn)
         return tuple(await conn.fetchrow(READ, slot))
 
 

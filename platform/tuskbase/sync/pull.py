@@ -2,16 +2,16 @@
 
 Callable from any route (the HTTP one is `POST /sync/v1/pull` in routes.py)::
 
-    result = await pull(pool, claims, claims_json, client_id="device-1", cursor=None, limit=None,
-                        tables=None, settings=settings)
+    result = await pull(pool, caller, client_id="device-1", cursor=None, limit=None, tables=None,
+                        settings=settings)
     result.changes      # {public table name: TableChanges(created=[row json text], updated=[...], deleted=[key])}
     result.cursor       # opaque text, to send back on the next pull (None with reset)
     result.has_more     # pull again at once with the new cursor
     result.reset        # the client must drop its synced data and pull again with no cursor
     result.body()       # the JSON answer of /sync/v1/pull, as bytes
 
-`pool` is the API's asyncpg pool (login role `authenticator`), `claims` the verified token claims and
-`claims_json` their JSON (as `ClaimsCache.from_headers` returns them). Optional `quick`: a `QuickConnections`
+`pool` is the API's asyncpg pool (login role `authenticator`), `caller` the verified `tuskbase.caller.Caller`
+(as `caller.identify` returns it). Optional `quick`: a `QuickConnections`
 (routes.py keeps one in `app.state.sync_quick`) for the one-round-trip answer when nothing is new; without it
 that answer uses `pool`. `tables`: public table names (`todos`, or `schema.table` outside public); None means
 every served table the caller's role may read. `limit`: records per answer (default and maximum are settings).
@@ -59,6 +59,7 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase.caller import Caller, Stepping, service_step
 from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Catalog, Table
@@ -75,11 +76,6 @@ from tuskbase.sync.errors import (
 CHUNK = 2000
 VOLATILE_CLAIMS = ("iat", "exp", "nbf", "jti", "session_id")
 
-BEGIN = (
-    "select set_config('role', 'service_role', true), set_config('request.jwt.claims', $1, true), "
-    "pg_advisory_xact_lock(hashtext('tuskbase_sync_client:' || $2))"
-)
-AS_ROLE = "select set_config('role', $1, true)"
 CLIENT_FAST = "select * from sync.client_state($1)"
 CLIENT_STATE = """
 select c.user_key, c.pull_no, c.nonce, c.prev_nonce, f.seq, f.pruned_seq, f.epoch
@@ -238,16 +234,16 @@ _FINGERPRINTS: dict[tuple[str, str, tuple[int, ...]], str] = {}
 _FINGERPRINTS_MAX = 10_000
 
 
-def view_fingerprint(catalog: Catalog, claims: dict[str, Any], wanted: list[Table],
-                     claims_json: str | None = None) -> str:
+def view_fingerprint(catalog: Catalog, caller: Caller, wanted: list[Table], *, cached: bool = False) -> str:
     """What a client's view was computed with: catalog (tables, policies, functions), claims and the tables asked
     for. A pull that sees another fingerprint re-diffs (a new table in the set, a policy change, new claims)."""
     ids = tuple(t.id for t in wanted)
-    key = (catalog.fingerprint, claims_json, ids) if claims_json is not None else None
+    key = (catalog.fingerprint, caller.claims_json, ids) if cached else None
     found = _FINGERPRINTS.get(key) if key is not None else None
     if found is None:
         tables = ",".join(map(str, ids))
-        found = hashlib.sha256(f"{catalog.fingerprint}.{claims_hash(claims)}.{tables}".encode()).hexdigest()[:20]
+        found = hashlib.sha256(f"{catalog.fingerprint}.{claims_hash(caller.claims)}.{tables}".encode()
+                               ).hexdigest()[:20]
         if key is not None:
             if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
                 _FINGERPRINTS.clear()
@@ -255,8 +251,9 @@ def view_fingerprint(catalog: Catalog, claims: dict[str, Any], wanted: list[Tabl
     return found
 
 
-def user_key(claims: dict[str, Any]) -> str:
-    return str(claims.get("sub") or claims.get("role"))
+def client_lock(client_id: str) -> str:
+    """The advisory lock (by its text) that serializes one client's pulls and pushes."""
+    return "tuskbase_sync_client:" + client_id
 
 
 def check_client_id(client_id: Any) -> str:
@@ -361,31 +358,9 @@ class _Page:
             getattr(changes, kind).append(row)
 
 
-class _Session:
-    """One pull's connection, switching between service_role (bookkeeping) and the user's role (data)."""
-
-    def __init__(self, conn: Any, role: str) -> None:
-        self.conn = conn
-        self.role = role
-        self.current = "service_role"
-
-    async def as_user(self) -> Any:
-        if self.current != self.role:
-            await self.conn.execute(AS_ROLE, self.role)
-            self.current = self.role
-        return self.conn
-
-    async def as_service(self) -> Any:
-        if self.current != "service_role":
-            await self.conn.execute(AS_ROLE, "service_role")
-            self.current = "service_role"
-        return self.conn
-
-
 async def pull(
     pool: Any,
-    claims: dict[str, Any],
-    claims_json: str,
+    caller: Caller,
     *,
     client_id: str,
     cursor: str | None,
@@ -404,47 +379,44 @@ async def pull(
     database_key = settings.database_url or str(settings.db_port)
     if given is not None and given.diff is None:
         if quick is not None:
-            quiet = await quick.run(_nothing_new, given, claims, claims_json, tables, database_key)
+            quiet = await quick.run(_nothing_new, given, caller, tables, database_key)
         else:
             async with pool.acquire() as conn:
-                quiet = await _nothing_new(conn, given, claims, claims_json, tables, database_key)
+                quiet = await _nothing_new(conn, given, caller, tables, database_key)
         if quiet is not None:
             return quiet
     try:
-        return await _transaction(pool, claims, claims_json, client_id, given, limit, tables, database_key)
+        return await _transaction(pool, caller, client_id, given, limit, tables, database_key)
     except _Reseen:
         # Rare (a row changed during a paged first sync): answer again, comparing with the view record. The
         # cursor is decoded anew, since the first try advanced the diff it carries.
         given = Cursor.decode(cursor, client_id) if cursor else None
-        return await _transaction(pool, claims, claims_json, client_id, given, limit, tables, database_key,
-                                  exact=True)
+        return await _transaction(pool, caller, client_id, given, limit, tables, database_key, exact=True)
 
 
-async def _transaction(pool: Any, claims: dict[str, Any], claims_json: str, client_id: str, given: Cursor | None,
-                       limit: int, tables: list[str] | None, database_key: str, *, exact: bool = False) -> PullResult:
+async def _transaction(pool: Any, caller: Caller, client_id: str, given: Cursor | None, limit: int,
+                       tables: list[str] | None, database_key: str, *, exact: bool = False) -> PullResult:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(BEGIN, claims_json, client_id)
-        role = claims["role"]
-        session = _Session(conn, role)
+        session = await service_step(conn, caller, client_lock(client_id))
         catalog = await catalog_module.cached(conn, database_key)
-        wanted = _requested(catalog, tables, role)
-        return await _pull(session, catalog, wanted, claims, client_id, given, limit, exact)
+        wanted = _requested(catalog, tables, caller.role)
+        return await _pull(session, catalog, wanted, caller, client_id, given, limit, exact)
 
 
-async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], claims_json: str,
-                       tables: list[str] | None, database_key: str) -> PullResult | None:
+async def _nothing_new(conn: Any, given: Cursor, caller: Caller, tables: list[str] | None,
+                       database_key: str) -> PullResult | None:
     """The answer when the change log has nothing past the cursor and nothing else moved; None otherwise.
 
     One round trip (`sync.client_state`), no transaction, no synced table read."""
     owner, pull_no, nonce, _prev, seen_hours, seq, pruned_seq, epoch = await conn.fetchrow(CLIENT_FAST, given.client)
-    if (owner != user_key(claims) or (pull_no, nonce) != (given.pull_no, given.nonce) or seq != given.seq
+    if (owner != caller.user_key or (pull_no, nonce) != (given.pull_no, given.nonce) or seq != given.seq
             or given.seq < pruned_seq or epoch != given.epoch or seen_hours is None or seen_hours >= 1):
         return None
     catalog = catalog_module.fresh(database_key)  # reloading it needs the service role: the slow path does
     if catalog is None:
         return None
-    wanted = _requested(catalog, tables, claims["role"])
-    if given.fingerprint != view_fingerprint(catalog, claims, wanted, claims_json):
+    wanted = _requested(catalog, tables, caller.role)
+    if given.fingerprint != view_fingerprint(catalog, caller, wanted, cached=True):
         return None
     return PullResult({t.public_name: TableChanges() for t in wanted}, given.text or given.encode(), False)
 
@@ -466,18 +438,18 @@ def _requested(catalog: Catalog, names: list[str] | None, role: str) -> list[Tab
     return [found[tbl] for tbl in sorted(found)]
 
 
-async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims: dict[str, Any], client_id: str,
+async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller: Caller, client_id: str,
                 given: Cursor | None, limit: int, exact: bool) -> PullResult:
     """One answer. `exact`: compare every row with the view record, even in a diff that began with none."""
     conn = session.conn
     owner, pull_no, nonce, prev_nonce, feed_seq, pruned_seq, epoch = await conn.fetchrow(CLIENT_STATE, client_id)
-    me = user_key(claims)
+    me = caller.user_key
     if owner is None:
         await conn.execute(NEW_CLIENT, client_id, me)
         pull_no, nonce, prev_nonce = 0, None, None
     elif owner != me:
         raise SyncError(CLIENT_OWNED, "this client_id is registered to another user")
-    fingerprint = view_fingerprint(catalog, claims, wanted)
+    fingerprint = view_fingerprint(catalog, caller, wanted)
     fresh = given is None
     if given is not None:
         if (given.pull_no, given.nonce) == (pull_no, nonce):
@@ -572,7 +544,7 @@ async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: i
     return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in wanted])
 
 
-async def _incremental(session: _Session, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
+async def _incremental(session: Stepping, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
                        until: int, page: _Page) -> tuple[int, bool]:
     conn = await session.as_service()
     asked = page.room
@@ -589,10 +561,10 @@ async def _incremental(session: _Session, catalog: Catalog, wanted: list[Table],
     return until, False
 
 
-async def _compare(session: _Session, table: Table, client_id: str, keys: list[str], page: _Page,
+async def _compare(session: Stepping, table: Table, client_id: str, keys: list[str], page: _Page,
                    *, held_only: bool) -> None:
     """Send what changed among `keys` (held_only: only deletes of keys the client holds)."""
-    user = await session.as_user()
+    user = await session.as_caller()
     array = "[" + ",".join(keys) + "]"
     if held_only:
         visible = {key: None for (key,) in await user.fetch(table.sql["visible_keys"], array)}
@@ -613,7 +585,7 @@ async def _compare(session: _Session, table: Table, client_id: str, keys: list[s
             page.put(table, "deleted", key, None, None)
 
 
-async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
+async def _diff(session: Stepping, catalog: Catalog, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
     """Advance the diff in `diff` (mutated) until the page is full; True when it is complete."""
     while diff["q"]:
         table = catalog.tables.get(diff["q"][0])
@@ -636,13 +608,13 @@ async def _diff(session: _Session, catalog: Catalog, client_id: str, diff: dict[
     return True
 
 
-async def _diff_visible(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
+async def _diff_visible(session: Stepping, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
     """Pass A: visible rows the client lacks or holds in another version, read by ranges of heap blocks.
 
     `diff["k"]` is the TID to resume after, `diff["n"]` the storage it is a position in (see `_check_storage`);
     `diff["b"]` and `diff["r"]` the blocks read and visible rows found so far in this table, from which the next
     query's range is sized (see `_step`)."""
-    user = await session.as_user()
+    user = await session.as_caller()
     blocks, storage = await user.fetchrow(table.sql["storage"])
     _check_storage(diff, storage)
     compare = not diff["f"] or diff.get("x", False)
@@ -654,7 +626,7 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         step = _step(diff, page.room)
         end_block = min(first_block + step, blocks)
         end = f"({end_block},0)" if end_block < blocks else "(4294967295,0)"
-        user = await session.as_user()
+        user = await session.as_caller()
         rows = await user.fetch(table.sql["scan_range"], resume, end)
         _learn(diff, len(rows), end_block - first_block)
         full = len(rows) > page.room
@@ -732,14 +704,14 @@ def _tid(text: str) -> tuple[int, int]:
     return int(block), int(offset)
 
 
-async def _diff_held(session: _Session, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
+async def _diff_held(session: Stepping, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
     """Pass B: rows the client holds that it may no longer see."""
     while page.room > 0:
         service = await session.as_service()
         keys = [k for (k,) in await service.fetch(VIEW_HELD, client_id, table.id, diff["k"], CHUNK)]
         if not keys:
             return True
-        user = await session.as_user()
+        user = await session.as_caller()
         visible = {k for (k,) in await user.fetch(table.sql["visible_keys"], "[" + ",".join(keys) + "]")}
         for key in keys:
             if key not in visible:

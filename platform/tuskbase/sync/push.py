@@ -2,7 +2,7 @@
 
 Callable from any route (the HTTP one is `POST /sync/v1/push` in routes.py)::
 
-    result = await push(pool, claims, claims_json, client_id="device-1", mutation_id="m-42",
+    result = await push(pool, caller, client_id="device-1", mutation_id="m-42",
                         cursor="<cursor of the client's last pull>" or None,
                         changes={"todos": {"created": [row, ...], "updated": [row, ...], "deleted": [key, ...]}},
                         settings=settings)
@@ -57,12 +57,13 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase.caller import Caller, Stepping, service_step
 from tuskbase.config import Settings
 from tuskbase.schema import quote_ident, quote_literal
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Table
 from tuskbase.sync.errors import BAD_REQUEST, CLIENT_OWNED, REFUSED, TOO_LARGE, UNKNOWN_TABLE, SyncError
-from tuskbase.sync.pull import BEGIN, Cursor, _Session, check_client_id, user_key
+from tuskbase.sync.pull import Cursor, check_client_id, client_lock
 
 RULES = "select id, conflict, resolver::oid::regproc::text from sync.tables"
 CLIENT = "select user_key, pull_no from sync.clients where client_id = $1"
@@ -227,8 +228,7 @@ def _key_text(table: Table, key: dict[str, Any]) -> str:
 
 async def push(
     pool: Any,
-    claims: dict[str, Any],
-    claims_json: str,
+    caller: Caller,
     *,
     client_id: str,
     mutation_id: str,
@@ -248,7 +248,7 @@ async def push(
         for savepoints in (False, True):
             refused = []
             try:
-                result = await _attempt(conn, claims, claims_json, client_id, mutation_id, given, changes, settings,
+                result = await _attempt(conn, caller, client_id, mutation_id, given, changes, settings,
                                         refused, savepoints)
             except _Rollback:
                 break
@@ -260,8 +260,8 @@ async def push(
                           {"refused": refused, "mutation_id": mutation_id})
         body = json.dumps(error.to_json())
         async with conn.transaction():
-            await conn.execute(BEGIN, claims_json, client_id)
-            await _client(conn, client_id, claims)  # a new client was rolled back with the push
+            await service_step(conn, caller, client_lock(client_id))
+            await _client(conn, client_id, caller)  # a new client was rolled back with the push
             replay = await conn.fetchrow(REPLAY, client_id, mutation_id)
             if replay is not None:  # a concurrent replay of the same push got there first
                 return PushResult(replay[0], replay[1].encode())
@@ -269,25 +269,24 @@ async def push(
         return PushResult(error.status, stored.encode(), refused)
 
 
-async def _attempt(conn: Any, claims: dict[str, Any], claims_json: str, client_id: str, mutation_id: str,
+async def _attempt(conn: Any, caller: Caller, client_id: str, mutation_id: str,
                    given: Cursor | None, changes: Any, settings: Settings, refused: list[dict[str, Any]],
                    savepoints: bool) -> PushResult:
     """One transaction applying the push; raises _Rollback (refused rows) or _Diagnose (a database error)."""
     async with conn.transaction():
-        await conn.execute(BEGIN, claims_json, client_id)
+        session = await service_step(conn, caller, client_lock(client_id))
         catalog = await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
         # Conflict rules are read fresh (the cached catalog may be a second old).
         rules = {tbl: (rule, fn) for tbl, rule, fn in await conn.fetch(RULES)}
         rows = _parse(catalog, changes, settings.sync_push_max_rows)
         for row in rows:
             row.rule, row.resolver = rules.get(row.table.id, (row.table.conflict, row.table.resolver))
-        pull_no = await _client(conn, client_id, claims)
+        pull_no = await _client(conn, client_id, caller)
         replay = await conn.fetchrow(REPLAY, client_id, mutation_id)
         if replay is not None:
             return PushResult(replay[0], replay[1].encode())
         # The pull whose versions the client holds: its last, unless that answer was lost.
         undone = pull_no if given is not None and given.pull_no == pull_no - 1 else -1
-        session = _Session(conn, claims["role"])
         written = await _apply(session, client_id, rows, undone, given, refused, savepoints)
         if refused:
             raise _Rollback
@@ -311,9 +310,9 @@ class _Diagnose(Exception):
         self.refusal = refusal
 
 
-async def _client(conn: Any, client_id: str, claims: dict[str, Any]) -> int:
+async def _client(conn: Any, client_id: str, caller: Caller) -> int:
     row = await conn.fetchrow(CLIENT, client_id)
-    me = user_key(claims)
+    me = caller.user_key
     if row is None:
         await conn.execute(NEW_CLIENT, client_id, me)
         return 0
@@ -322,7 +321,7 @@ async def _client(conn: Any, client_id: str, claims: dict[str, Any]) -> int:
     return row[1]
 
 
-async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: int, given: Cursor | None,
+async def _apply(session: Stepping, client_id: str, rows: list[_Row], undone: int, given: Cursor | None,
                  refused: list[dict[str, Any]], savepoints: bool) -> tuple[list[int], list[str], list[int]]:
     """Apply every row (each in a savepoint if asked); returns the (tbl, key, version) of the rows the client now
     holds as the server has them (written on the version it was sent or had pushed)."""
@@ -352,7 +351,7 @@ async def _apply(session: _Session, client_id: str, rows: list[_Row], undone: in
         if may_update:
             updatable.add(relid)
     written: tuple[list[int], list[str], list[int]] = ([], [], [])
-    conn = await session.as_user()
+    conn = await session.as_caller()
     for row in rows:
         try:
             if savepoints:
@@ -434,7 +433,7 @@ def _sql(table: Table, name: str, columns: tuple[str, ...] = ()) -> str:
     return sql
 
 
-async def _apply_row(session: _Session, row: _Row, bases: dict, history: dict, kinds: dict,
+async def _apply_row(session: Stepping, row: _Row, bases: dict, history: dict, kinds: dict,
                      updatable: set[int]) -> int | None:
     table = row.table
     conn = session.conn

@@ -20,12 +20,12 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response, post
 
+from tuskbase.caller import Caller, CallerError, identify, identify_raw
 from tuskbase.db import is_unavailable
 from tuskbase.sync import metrics
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
 from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, SyncError
-from tuskbase.tokens import TokenError
 
 log = logging.getLogger("tuskbase.sync")
 JSON = MediaType.JSON
@@ -49,11 +49,11 @@ def unavailable_response(request: Request, error: Exception) -> Response[bytes]:
     return Response(body, status_code=UNAVAILABLE[1], media_type=JSON, headers={"retry-after": retry_after})
 
 
-async def _identity(request: Request) -> tuple[dict[str, Any], str]:
+def caller_of(request: Request) -> Caller:
+    """The caller of a sync request, or SYNC105."""
     try:
-        return request.app.state.claims.from_headers(request.headers.get("apikey"),
-                                                     request.headers.get("authorization"))
-    except TokenError as error:
+        return identify(request.app.state.claims, request.headers.get("apikey"), request.headers.get("authorization"))
+    except CallerError as error:
         raise SyncError(UNAUTHORIZED, str(error)) from None
 
 
@@ -70,11 +70,11 @@ async def _body(request: Request) -> dict[str, Any]:
 @post("/sync/v1/pull", media_type=JSON, status_code=200, include_in_schema=False)
 async def pull_route(request: Request) -> Response[bytes]:
     try:
-        claims, claims_json = await _identity(request)
+        caller = caller_of(request)
         body = await _body(request)
         state = request.app.state
         result = await pull_module.pull(
-            state.pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
+            state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
             limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
             quick=getattr(state, "sync_quick", None),
         )
@@ -88,11 +88,11 @@ async def pull_route(request: Request) -> Response[bytes]:
 @post("/sync/v1/push", media_type=JSON, status_code=200, include_in_schema=False)
 async def push_route(request: Request) -> Response[bytes]:
     try:
-        claims, claims_json = await _identity(request)
+        caller = caller_of(request)
         body = await _body(request)
         state = request.app.state
         result = await push_module.push(
-            state.pool, claims, claims_json, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
+            state.pool, caller, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
             cursor=body.get("cursor"), changes=body.get("changes"), settings=state.settings,
         )
     except SyncError as error:
@@ -142,11 +142,9 @@ def _serve_pull_directly(app: Any) -> None:
     async def pull_raw(scope: Any, receive: Any, send: Any) -> None:
         headers = dict(scope["headers"])
         try:
-            apikey, authorization = headers.get(b"apikey"), headers.get(b"authorization")
             try:
-                claims, claims_json = state.claims.from_headers(apikey and apikey.decode("latin-1"),
-                                                                authorization and authorization.decode("latin-1"))
-            except TokenError as error:
+                caller = identify_raw(state.claims, headers)
+            except CallerError as error:
                 raise SyncError(UNAUTHORIZED, str(error)) from None
             raw = await _read_body(receive, state.settings.max_body_bytes)
             if raw is None:
@@ -158,7 +156,7 @@ def _serve_pull_directly(app: Any) -> None:
             if not isinstance(body, dict):
                 raise SyncError(BAD_REQUEST, "the body must be a JSON object")
             result = await pull_module.pull(
-                state.pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
+                state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
                 limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
                 quick=state.sync_quick,
             )

@@ -33,9 +33,9 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.response import Stream
 
 from tuskbase import db
+from tuskbase.caller import CallerError, from_token, identify
 from tuskbase.sync.errors import BAD_REQUEST, LIVE_LIMIT, LIVE_NOT_READY, UNAUTHORIZED, SyncError
 from tuskbase.sync.live import LimitReached, LiveHub, NotReady, Subscriber, start_position
-from tuskbase.tokens import TokenError
 
 SSE_KEEPALIVE_SECONDS = 15.0
 
@@ -77,12 +77,12 @@ async def live_socket(socket: WebSocket) -> None:
     hub: LiveHub = state.live
     await socket.accept()
     try:
-        claims, claims_json = state.claims.from_headers(*_identity_of(socket))
-    except TokenError as error:
+        caller = identify(state.claims, *_identity_of(socket))
+    except CallerError as error:
         await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
         return
     try:
-        seq = await start_position(state.pool, claims, socket.query_params)
+        seq = await start_position(state.pool, caller, socket.query_params)
     except ValueError as error:
         await _refuse(socket, CLOSE_BAD_REQUEST, "bad_request", str(error))
         return
@@ -90,7 +90,7 @@ async def live_socket(socket: WebSocket) -> None:
         await _refuse(socket, CLOSE_TRY_AGAIN, "not_ready", f"the database is unavailable: {error}")
         return
     try:
-        subscriber = hub.subscribe(claims, claims_json, seq)
+        subscriber = hub.subscribe(caller, seq)
     except LimitReached as error:
         await _refuse(socket, CLOSE_LIMIT, "too_many_connections", str(error))
         return
@@ -151,9 +151,8 @@ async def _read(socket: WebSocket, hub: LiveHub, subscriber: Subscriber, send: A
             await send({"type": "pong"})
         elif kind == "token" and isinstance(message.get("token"), str):
             try:
-                claims, claims_json = state.claims.verify(message["token"])
-                hub.refresh(subscriber, claims, claims_json)
-            except TokenError as error:
+                hub.refresh(subscriber, from_token(state.claims, message["token"]))
+            except CallerError as error:
                 await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
                 return
             except PermissionError as error:
@@ -183,19 +182,19 @@ async def live_events(request: Request) -> Response[bytes] | Stream:
     hub: LiveHub = state.live
     try:
         try:
-            claims, claims_json = state.claims.from_headers(*_identity_of(request))
-        except TokenError as error:
+            caller = identify(state.claims, *_identity_of(request))
+        except CallerError as error:
             raise SyncError(UNAUTHORIZED, str(error)) from None
         params = dict(request.query_params)
         last_event = request.headers.get("last-event-id")
         if last_event and not any(params.get(k) for k in ("seq", "cursor", "last_pulled_at")):
             params["seq"] = last_event
         try:
-            seq = await start_position(state.pool, claims, params)
+            seq = await start_position(state.pool, caller, params)
         except ValueError as error:
             raise SyncError(BAD_REQUEST, str(error)) from None
         try:
-            subscriber = hub.subscribe(claims, claims_json, seq)
+            subscriber = hub.subscribe(caller, seq)
         except LimitReached as error:
             raise SyncError(LIVE_LIMIT, str(error)) from None
         except NotReady as error:

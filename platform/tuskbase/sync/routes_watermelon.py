@@ -12,15 +12,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 
 from tuskbase.sync import watermelon
-from tuskbase.sync.errors import BAD_RECORD, UNAUTHORIZED, SyncError
-from tuskbase.sync.routes import unavailable_response
-from tuskbase.tokens import TokenError
+from tuskbase.sync.errors import BAD_RECORD, SyncError
+from tuskbase.sync.routes import caller_of, unavailable_response
 
 JSON = MediaType.JSON
 
@@ -29,20 +26,12 @@ def _error(error: SyncError) -> Response[bytes]:
     return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
 
 
-def _identity(request: Request) -> tuple[dict[str, Any], str]:
-    try:
-        return request.app.state.claims.from_headers(request.headers.get("apikey"),
-                                                     request.headers.get("authorization"))
-    except TokenError as error:
-        raise SyncError(UNAUTHORIZED, str(error)) from None
-
-
 @get("/sync/v1/watermelon", media_type=JSON, include_in_schema=False)
 async def watermelon_pull(request: Request) -> Response[bytes]:
     try:
-        claims, claims_json = _identity(request)
+        caller = caller_of(request)
         state = request.app.state
-        answer = await watermelon.pull(state.pool, claims, claims_json, request.query_params, state.settings)
+        answer = await watermelon.pull(state.pool, caller, request.query_params, state.settings)
     except SyncError as error:
         return _error(error)
     except Exception as error:
@@ -53,13 +42,13 @@ async def watermelon_pull(request: Request) -> Response[bytes]:
 @post("/sync/v1/watermelon", media_type=JSON, status_code=200, include_in_schema=False)
 async def watermelon_push(request: Request) -> Response[bytes]:
     try:
-        claims, claims_json = _identity(request)
+        caller = caller_of(request)
         try:
             body = msgspec.json.decode(await request.body())
         except msgspec.DecodeError:
             raise SyncError(BAD_RECORD, "the body must be JSON") from None
         state = request.app.state
-        answer = await watermelon.push(state.pool, claims, claims_json, request.query_params, body, state.settings)
+        answer = await watermelon.push(state.pool, caller, request.query_params, body, state.settings)
     except SyncError as error:
         return _error(error)
     except Exception as error:

@@ -42,7 +42,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from tuskbase import db
+from tuskbase.caller import Caller, service_transaction, transaction
 from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync import pull as engine_pull
@@ -60,7 +60,6 @@ from tuskbase.sync.errors import (
     SyncError,
 )
 
-AS_SERVICE = "select set_config('role', 'service_role', true)"
 FIND_PULL = "select client_id, cursor from sync.watermelon_pulls where id = $1"
 NEW_PULL = "insert into sync.watermelon_pulls (client_id, cursor) values ($1, $2) returning id"
 FORGET_OLDER = "delete from sync.watermelon_pulls where client_id = $1 and id < $2"
@@ -172,8 +171,7 @@ def _to_value(table: Table, column: str, value: Any, where: str) -> Any:
 
 
 async def _catalog(pool: Any, settings: Settings) -> Catalog:
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute(AS_SERVICE)
+    async with service_transaction(pool, readonly=True) as conn:
         return await catalog_module.cached(conn, settings.database_url or str(settings.db_port))
 
 
@@ -216,42 +214,40 @@ def _migration_ok(migration: Any) -> bool:
                     for c in migration.get("columns", [])))
 
 
-async def resolve(pool: Any, claims: dict[str, Any], last_pulled_at: int | None) -> tuple[str, str | None]:
+async def resolve(pool: Any, caller: Caller, last_pulled_at: int | None) -> tuple[str, str | None]:
     """The engine client and cursor behind a timestamp (a new client on a first pull)."""
     if last_pulled_at is None:
         return "wmelon-" + secrets.token_urlsafe(18), None
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute(AS_SERVICE)
+    async with service_transaction(pool, readonly=True) as conn:
         row = await conn.fetchrow(FIND_PULL, last_pulled_at)
         owner = await conn.fetchval(CLIENT_OWNER, row[0]) if row is not None else None
-    if row is None or owner != engine_pull.user_key(claims):
+    if row is None or owner != caller.user_key:
         raise SyncError(BAD_TIMESTAMP, "last_pulled_at is not a timestamp this server gave this user; "
                                        "sync from scratch (no last_pulled_at)")
     return row[0], row[1]
 
 
 async def _remember(pool: Any, client_id: str, cursor: str | None, presented: int | None) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(AS_SERVICE)
+    async with service_transaction(pool) as conn:
         timestamp = await conn.fetchval(NEW_PULL, client_id, cursor)
         if presented is not None:
             await conn.execute(FORGET_OLDER, client_id, presented)
     return int(timestamp)
 
 
-async def pull(pool: Any, claims: dict[str, Any], claims_json: str, params: Any, settings: Settings) -> PullAnswer:
+async def pull(pool: Any, caller: Caller, params: Any, settings: Settings) -> PullAnswer:
     last_pulled_at, migration, limit = parse_pull(params)
-    client_id, cursor = await resolve(pool, claims, last_pulled_at)
+    client_id, cursor = await resolve(pool, caller, last_pulled_at)
     tables = syncable(await _catalog(pool, settings))
     names = sorted(tables)
 
-    result = await engine_pull.pull(pool, claims, claims_json, client_id=client_id, cursor=cursor, limit=limit,
+    result = await engine_pull.pull(pool, caller, client_id=client_id, cursor=cursor, limit=limit,
                                     tables=names, settings=settings)
     replacement = False
     if result.reset:
         # The device must drop what it holds: a full pull, applied by WatermelonDB as a replacement.
         replacement = True
-        result = await _full(pool, claims, claims_json, client_id, names, settings)
+        result = await _full(pool, caller, client_id, names, settings)
     changes = {name: {"created": [], "updated": [], "deleted": []} for name in names}
     for name, delta in result.changes.items():
         table = tables.get(name)
@@ -262,18 +258,18 @@ async def pull(pool: Any, claims: dict[str, Any], claims_json: str, params: Any,
         out["updated"] = [to_record(table, _decode(row)) for row in delta.updated]
         out["deleted"] = [str(key) for key in delta.deleted]
     if migration is not None and last_pulled_at is not None and not replacement:
-        await _add_migrated(pool, claims, claims_json, tables, migration, changes)
+        await _add_migrated(pool, caller, tables, migration, changes)
     timestamp = await _remember(pool, client_id, result.cursor, last_pulled_at)
     return PullAnswer(changes, timestamp, result.has_more and not replacement, replacement)
 
 
-async def _full(pool: Any, claims: dict[str, Any], claims_json: str, client_id: str, names: list[str],
+async def _full(pool: Any, caller: Caller, client_id: str, names: list[str],
                 settings: Settings) -> engine_pull.PullResult:
     """Every page of a pull from scratch, merged (a replacement must be whole)."""
     merged: dict[str, engine_pull.TableChanges] = {}
     cursor = None
     while True:
-        page = await engine_pull.pull(pool, claims, claims_json, client_id=client_id, cursor=cursor,
+        page = await engine_pull.pull(pool, caller, client_id=client_id, cursor=cursor,
                                       limit=settings.sync_pull_limit_max, tables=names, settings=settings)
         for name, delta in page.changes.items():
             if name not in names:
@@ -287,7 +283,7 @@ async def _full(pool: Any, claims: dict[str, Any], claims_json: str, client_id: 
             return engine_pull.PullResult(merged, cursor, False)
 
 
-async def _add_migrated(pool: Any, claims: dict[str, Any], claims_json: str, tables: dict[str, Table],
+async def _add_migrated(pool: Any, caller: Caller, tables: dict[str, Table],
                         migration: dict[str, Any], changes: dict[str, dict[str, list[Any]]]) -> None:
     """What a migrated device lacks: all visible records of new tables (created) and of tables with new columns
     (updated, whole), unless the delta already carries them (ids are never duplicated)."""
@@ -300,7 +296,7 @@ async def _add_migrated(pool: Any, claims: dict[str, Any], claims_json: str, tab
             wanted[name] = "created"
     if not wanted:
         return
-    async with db.request_transaction(pool, claims, readonly=True, encoded_claims=claims_json) as conn:
+    async with transaction(pool, caller, readonly=True) as conn:
         for name, kind in sorted(wanted.items()):
             table = tables[name]
             out = changes[name]
@@ -333,16 +329,15 @@ def parse_push(params: Any, body: Any) -> tuple[int, dict[str, Any]]:
     return last, changes
 
 
-async def push(pool: Any, claims: dict[str, Any], claims_json: str, params: Any, body: Any,
-               settings: Settings) -> bytes:
+async def push(pool: Any, caller: Caller, params: Any, body: Any, settings: Settings) -> bytes:
     last_pulled_at, changes = parse_push(params, body)
-    client_id, cursor = await resolve(pool, claims, last_pulled_at)
+    client_id, cursor = await resolve(pool, caller, last_pulled_at)
     tables = syncable(await _catalog(pool, settings))
     rows = _translate(tables, changes)
-    await _apply_server_rules(pool, claims, claims_json, tables, rows)
+    await _apply_server_rules(pool, caller, tables, rows)
     # Idempotency: the same body pushed again for the same timestamp is the same mutation.
     digest = hashlib.sha256(_encode([client_id, last_pulled_at, changes])).hexdigest()[:40]
-    result = await engine_push.push(pool, claims, claims_json, client_id=client_id, mutation_id=f"wm-{digest}",
+    result = await engine_push.push(pool, caller, client_id=client_id, mutation_id=f"wm-{digest}",
                                     cursor=cursor, changes=rows, settings=settings)
     if result.status == 200:
         return b"{}"
@@ -384,12 +379,12 @@ def _translate(tables: dict[str, Table], changes: Any) -> dict[str, dict[str, li
     return rows
 
 
-async def _apply_server_rules(pool: Any, claims: dict[str, Any], claims_json: str, tables: dict[str, Table],
+async def _apply_server_rules(pool: Any, caller: Caller, tables: dict[str, Table],
                               rows: dict[str, dict[str, list[Any]]]) -> None:
     """Created that exists -> updated; updated that is missing -> created, or a conflict if it was deleted."""
     missing: dict[str, list[dict[str, Any]]] = {}
     try:
-        async with db.request_transaction(pool, claims, readonly=True, encoded_claims=claims_json) as conn:
+        async with transaction(pool, caller, readonly=True) as conn:
             for name, out in rows.items():
                 table = tables[name]
                 key = table.pk[0]
@@ -411,8 +406,7 @@ async def _apply_server_rules(pool: Any, claims: dict[str, Any], claims_json: st
     if not missing:
         return
     gone: list[dict[str, Any]] = []
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute(AS_SERVICE)
+    async with service_transaction(pool, readonly=True) as conn:
         for name, found in missing.items():
             table = tables[name]
             key = table.pk[0]
