@@ -1,25 +1,32 @@
 """The API application: `create_app()` wires settings, the database pool and every service's routes.
 
-Each service package exposes, in its `routes.py` (and `routes_<part>.py` for a large service), `ROUTES`
-(Litestar handlers or routers) and optionally `STARTUP` / `SHUTDOWN` (async callables taking the app).
-SERVICES below is the table of contents of the API.
+SERVICES below is the table of contents of the API: each service's package exports a `tuskbase.service.Service`
+in its routes.py (its routes, the fast ASGI paths it serves before the framework, its startup and shutdown
+hooks). `route_table(app)` lists the whole HTTP surface; ARCHITECTURE.md, "How a request reaches its handler",
+shows it.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Response, Router, get
 from litestar.datastructures import State
 
 from tuskbase import db, migrate, observability
+from tuskbase.auth.routes import SERVICE as AUTH
 from tuskbase.config import Settings, load
+from tuskbase.flags.routes import SERVICE as FLAGS
+from tuskbase.insights.routes import SERVICE as INSIGHTS
+from tuskbase.push.routes import SERVICE as PUSH
+from tuskbase.rest.routes import SERVICE as REST
+from tuskbase.service import ASGIApp, FastPath, Service
+from tuskbase.storage.routes import SERVICE as STORAGE
+from tuskbase.sync.routes import SERVICE as SYNC
 from tuskbase.tokens import ClaimsCache, Signer
 
-SERVICES = ("auth", "rest", "sync", "storage", "push", "flags", "insights")
+SERVICES: tuple[Service, ...] = (AUTH, REST, SYNC, STORAGE, PUSH, FLAGS, INSIGHTS)
 READY_QUERY = "select source, name, checksum from tuskbase.schema_migrations"
 
 log = logging.getLogger("tuskbase.api")
@@ -51,19 +58,30 @@ async def metrics() -> bytes:
     return observability.render_metrics()
 
 
-def _service_modules() -> list[Any]:
-    """`routes.py` of every service, plus its `routes_<part>.py` modules (e.g. sync's routes_live.py)."""
-    modules = []
-    for name in SERVICES:
-        package = importlib.import_module(f"tuskbase.{name}")
-        parts = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("routes"))
-        modules.extend(importlib.import_module(f"tuskbase.{name}.{part}") for part in parts)
-    return modules
+class Dispatcher:
+    """The app's one ASGI entry below Litestar: a fast path of a service (bound once the services have started)
+    or, for everything else and until then, Litestar's router with its middleware."""
+
+    def __init__(self, router: ASGIApp) -> None:
+        self.router = router
+        self.paths: list[tuple[FastPath, ASGIApp]] = []
+
+    def bind(self, app: Litestar, services: tuple[Service, ...]) -> None:
+        self.paths = [(fast, observability.RequestObserver(fast.handler(app)))
+                      for service in services for fast in service.fast]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            for fast, handler in self.paths:
+                if fast.matches(path, method):
+                    await handler(scope, receive, send)
+                    return
+        await self.router(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load()
-    modules = _service_modules()
     signer = Signer.from_settings(settings)
     state = State({
         "settings": settings,
@@ -80,16 +98,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if pool is not None:
             await pool.close()
 
+    async def serve_fast_paths(app: Litestar) -> None:
+        dispatcher.bind(app, SERVICES)
+
     handlers: list[Any] = [health, ready, metrics]
     startup: list[Any] = [open_pool]
     shutdown: list[Any] = []
-    for module in modules:
-        handlers.extend(getattr(module, "ROUTES", ()))
-        startup.extend(getattr(module, "STARTUP", ()))
-        shutdown.extend(getattr(module, "SHUTDOWN", ()))
+    for service in SERVICES:
+        handlers.extend(service.routes)
+        startup.extend(service.startup)
+        shutdown.extend(service.shutdown)
+    startup.append(serve_fast_paths)
     shutdown.append(close_pool)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         state=state,
         on_startup=startup,
@@ -99,6 +121,37 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=None,
         logging_config=None,
     )
+    app.asgi_handler = dispatcher = Dispatcher(app.asgi_handler)
+    return app
+
+
+def route_table(app: Litestar) -> list[tuple[str, str, str, str]]:
+    """(service, methods, path, handlers) of every route of `app`, a fast path marked: the whole HTTP surface."""
+    owners: dict[Any, str] = {}
+    for service in SERVICES:
+        for route in service.routes:
+            for handler in _handlers(route):
+                owners[handler.fn] = service.name
+    fast = {fast.path for service in SERVICES for fast in service.fast}
+    rows = []
+    for route in app.routes:
+        handlers = _handlers(route)
+        service = next((owners[h.fn] for h in handlers if h.fn in owners), "app")
+        methods = sorted({m for h in handlers for m in getattr(h, "http_methods", ())} - {"OPTIONS"}) or (
+            ["WEBSOCKET"] if type(route).__name__ == "WebSocketRoute" else ["*"])
+        names = ", ".join(sorted(h.fn.__name__ for h in handlers))
+        if route.path in fast:
+            names += " (and a fast path)"
+        rows.append((service, " ".join(methods), route.path, names))
+    return rows
+
+
+def _handlers(route: Any) -> list[Any]:
+    """The handlers of a Litestar router, route or handler."""
+    if isinstance(route, Router):
+        return [handler for inner in route.routes for handler in _handlers(inner)]
+    handlers = route.route_handlers if hasattr(route, "route_handlers") else [getattr(route, "route_handler", route)]
+    return [h for h in handlers if not h.fn.__module__.startswith("litestar")]  # not the OPTIONS it made
 
 
 def asgi_factory() -> Litestar:

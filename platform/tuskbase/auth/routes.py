@@ -35,6 +35,7 @@ from tuskbase.auth import user as user_flow
 from tuskbase.auth.context import Context, bearer, json_body, of, respond
 from tuskbase.auth.context import admin as require_admin
 from tuskbase.db import is_unavailable
+from tuskbase.service import Service
 
 log = logging.getLogger("tuskbase.auth")
 
@@ -400,27 +401,24 @@ def _unexpected(request: Request, error: Exception) -> Response[bytes]:
     return errors.to_response(request, errors.AuthError(500, errors.UNEXPECTED_FAILURE, "Unexpected failure"))
 
 
-ROUTES: list[Any] = [
-    Router(
-        path="/auth/v1",
-        route_handlers=[
-            settings_route, health_route, jwks_route, signup_route, token_route, logout_route, get_user_route,
-            update_user_route, list_sessions_route, revoke_session_route, otp_route, magiclink_route,
-            recover_route, resend_route, verify_route, verify_link_route, authorize_route, callback_route,
-            callback_form_route,
-            admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
-            admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
-            enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
-            admin_list_factors, admin_delete_factor, link_identity_route, unlink_identity_route,
-            reauthenticate_route,
-        ],
-        exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
-                            asyncpg.IntegrityConstraintViolationError: _conflict,
-                            Exception: _unexpected},
-        response_headers=[ResponseHeader(name=errors.API_VERSION_HEADER, value=errors.API_VERSION)]
-        + [ResponseHeader(name=name, value=value) for name, value in errors.CORS_HEADERS.items()],
-    )
-]
+ROUTER = Router(
+    path="/auth/v1",
+    route_handlers=[
+        settings_route, health_route, jwks_route, signup_route, token_route, logout_route, get_user_route,
+        update_user_route, list_sessions_route, revoke_session_route, otp_route, magiclink_route,
+        recover_route, resend_route, verify_route, verify_link_route, authorize_route, callback_route,
+        callback_form_route,
+        admin_create_user, admin_list_users, admin_get_user, admin_update_user, admin_delete_user,
+        admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
+        enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
+        admin_list_factors, admin_delete_factor, link_identity_route, unlink_identity_route,
+        reauthenticate_route,
+    ],
+    exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
+                        asyncpg.IntegrityConstraintViolationError: _conflict,
+                        Exception: _unexpected},
+    response_headers=[ResponseHeader(name=errors.API_VERSION_HEADER, value=errors.API_VERSION)]
+    + [ResponseHeader(name=name, value=value) for name, value in errors.CORS_HEADERS.items()],
+)
 
-STARTUP = [housekeeping.start]
-SHUTDOWN = [housekeeping.stop]
+SERVICE = Service("auth", routes=[ROUTER], startup=[housekeeping.start], shutdown=[housekeeping.stop])

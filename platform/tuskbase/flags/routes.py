@@ -1,5 +1,5 @@
-"""HTTP surface of the flags service (laid out as ARCHITECTURE.md, "Layers", says); nothing is served here yet."""
+"""HTTP surface of the flags service (see ARCHITECTURE.md, "Adding a service"); nothing is served here yet."""
 
-from typing import Any
+from tuskbase.service import Service
 
-ROUTES: list[Any] = []
+SERVICE = Service("flags")

@@ -1,4 +1,6 @@
-"""HTTP surface of the rest service: one raw ASGI mount at /rest/v1 (see handler.py for why it is raw)."""
+"""HTTP surface of the rest service: one raw ASGI mount at /rest/v1 (see handler.py for why it is raw), served as a
+fast path before Litestar's router and middleware (`tuskbase.service.FastPath`); the mount stays the documented
+route, and serves if the fast path is removed. Errors are translated once, in `RestService.__call__`."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from typing import Any
 import asyncpg
 from litestar import Litestar, asgi
 
-from tuskbase import db, observability
+from tuskbase import db
 from tuskbase.rest.handler import PREFIX, RestService
 from tuskbase.rest.pool import FastPool
 from tuskbase.schema import SchemaHolder
+from tuskbase.service import ASGIApp, FastPath, Service
 
 
 @asgi(PREFIX, is_mount=True, copy_scope=False)
@@ -27,28 +30,12 @@ async def start_rest(app: Litestar) -> None:
     pool = FastPool(lambda: asyncpg.connect(url, statement_cache_size=1024,
                                             server_settings={"application_name": "tuskbase-rest"}),
                     settings.db_pool_max)
-    app.state.rest = service = RestService(settings, pool, holder, app.state.claims)
-    _serve_directly(app, service)
+    app.state.rest = RestService(settings, pool, holder, app.state.claims)
 
 
-def _serve_directly(app: Litestar, service: RestService) -> None:
-    """Route /rest/v1 to the service before Litestar's router and middleware stack.
-
-    On this 2-core machine the stack costs about as much Python per request as the REST pipeline itself; the
-    mount above stays the documented route (and serves if this shortcut is removed). Request ids and access
-    metrics still apply: the service is wrapped in the same `RequestObserver` as every route.
-    """
-    router = app.asgi_handler
-    observed = observability.RequestObserver(service)
-
-    async def dispatch(scope: Any, receive: Any, send: Any) -> None:
-        path = scope["path"]
-        if scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")):
-            await observed(scope, receive, send)
-        else:
-            await router(scope, receive, send)
-
-    app.asgi_handler = dispatch
+def _service_of(app: Litestar) -> ASGIApp:
+    # On this 2-core machine Litestar's stack costs about as much Python per request as the REST pipeline itself.
+    return app.state.rest
 
 
 async def stop_rest(app: Litestar) -> None:
@@ -60,6 +47,5 @@ async def stop_rest(app: Litestar) -> None:
         await service.pool.close()
 
 
-ROUTES: list[Any] = [rest_v1]
-STARTUP = [start_rest]
-SHUTDOWN = [stop_rest]
+SERVICE = Service("rest", routes=[rest_v1], fast=[FastPath(PREFIX, _service_of, prefix=True)],
+                  startup=[start_rest], shutdown=[stop_rest])

@@ -1,4 +1,6 @@
-"""HTTP surface of the sync service: `POST /sync/v1/pull` and `POST /sync/v1/push` (logic in pull.py, push.py).
+"""HTTP surface of the sync service, one router at /sync/v1: `POST /pull` and `POST /push` here (logic in pull.py,
+push.py), `/watermelon` (routes_watermelon.py) and `/live` (routes_live.py). Errors are translated once, by the
+router's exception handler (http.py); `POST /pull` is also served as a fast path before the framework.
 
 Both take the project key in `apikey` and the user's token in `Authorization: Bearer`, a JSON body, and answer
 JSON; errors are `{"code": "SYNCnnn", "message": ..., "details": ...}` (codes in errors.py), never a 500 for bad
@@ -14,95 +16,48 @@ input.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import msgspec
-from litestar import MediaType, Request, Response, post
+from litestar import Litestar, Request, Response, Router, post
 
-from tuskbase.caller import Caller, CallerError, identify, identify_raw
-from tuskbase.db import is_unavailable
-from tuskbase.sync import metrics
+from tuskbase import caller as callers
+from tuskbase.caller import CallerError
+from tuskbase.service import ASGIApp, FastPath, Service
+from tuskbase.sync import metrics, routes_live, routes_watermelon
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
-from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, SyncError
+from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
+from tuskbase.sync.http import JSON, caller_of, decode_object, error_answer, exception_handler, json_object
 
-log = logging.getLogger("tuskbase.sync")
-JSON = MediaType.JSON
-
-
-def _error(error: SyncError) -> Response[bytes]:
-    return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
+PREFIX = "/sync/v1"
+PULL_PATH = PREFIX + "/pull"
 
 
-def unavailable_answer(settings: Any, error: Exception) -> tuple[bytes, str]:
-    """Body and Retry-After of the 503 for a database that is starting, stopping or unreachable; any other
-    error is raised again (a bug stays a logged 500)."""
-    if not is_unavailable(error):
-        raise error
-    body = msgspec.json.encode(SyncError(UNAVAILABLE, "the database is unavailable; retry shortly").to_json())
-    return body, str(settings.unavailable_retry_after)
-
-
-def unavailable_response(request: Request, error: Exception) -> Response[bytes]:
-    body, retry_after = unavailable_answer(request.app.state.settings, error)
-    return Response(body, status_code=UNAVAILABLE[1], media_type=JSON, headers={"retry-after": retry_after})
-
-
-def caller_of(request: Request) -> Caller:
-    """The caller of a sync request, or SYNC105."""
-    try:
-        return identify(request.app.state.claims, request.headers.get("apikey"), request.headers.get("authorization"))
-    except CallerError as error:
-        raise SyncError(UNAUTHORIZED, str(error)) from None
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(await request.body())
-    except msgspec.DecodeError:
-        raise SyncError(BAD_REQUEST, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise SyncError(BAD_REQUEST, "the body must be a JSON object")
-    return body
-
-
-@post("/sync/v1/pull", media_type=JSON, status_code=200, include_in_schema=False)
+@post("/pull", media_type=JSON, status_code=200, include_in_schema=False)
 async def pull_route(request: Request) -> Response[bytes]:
-    try:
-        caller = caller_of(request)
-        body = await _body(request)
-        state = request.app.state
-        result = await pull_module.pull(
-            state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
-            limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
-            quick=getattr(state, "sync_quick", None),
-        )
-    except SyncError as error:
-        return _error(error)
-    except Exception as error:
-        return unavailable_response(request, error)
+    caller = caller_of(request)
+    body = await json_object(request)
+    state = request.app.state
+    result = await pull_module.pull(
+        state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
+        limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
+        quick=getattr(state, "sync_quick", None),
+    )
     return Response(result.body(), media_type=JSON)
 
 
-@post("/sync/v1/push", media_type=JSON, status_code=200, include_in_schema=False)
+@post("/push", media_type=JSON, status_code=200, include_in_schema=False)
 async def push_route(request: Request) -> Response[bytes]:
-    try:
-        caller = caller_of(request)
-        body = await _body(request)
-        state = request.app.state
-        result = await push_module.push(
-            state.pool, caller, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
-            cursor=body.get("cursor"), changes=body.get("changes"), settings=state.settings,
-        )
-    except SyncError as error:
-        return _error(error)
-    except Exception as error:
-        return unavailable_response(request, error)
+    caller = caller_of(request)
+    body = await json_object(request)
+    state = request.app.state
+    result = await push_module.push(
+        state.pool, caller, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
+        cursor=body.get("cursor"), changes=body.get("changes"), settings=state.settings,
+    )
     return Response(result.body, status_code=result.status, media_type=JSON)
 
 
-PULL_PATH = "/sync/v1/pull"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -127,57 +82,40 @@ async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-def _serve_pull_directly(app: Any) -> None:
-    """Serve POST /sync/v1/pull before Litestar's router and middleware (as rest/ does for /rest/v1).
+def _pull_fast(app: Litestar) -> ASGIApp:
+    """POST /sync/v1/pull before Litestar's router and middleware (as rest/ does for /rest/v1).
 
     Clients poll this endpoint; most answers are "nothing new" (one round trip to Postgres), so the framework
-    stack would be most of the cost. The Litestar route above stays the documented one and serves if this
-    shortcut is removed. Request ids and metrics still apply (`RequestObserver`).
+    stack would be most of the cost. The route above stays the documented one and serves if this shortcut is
+    removed. Errors are answered by the same `error_answer` as the router's.
     """
-    from tuskbase import observability
-
     state = app.state
-    inner = app.asgi_handler
 
     async def pull_raw(scope: Any, receive: Any, send: Any) -> None:
-        headers = dict(scope["headers"])
         try:
             try:
-                caller = identify_raw(state.claims, headers)
+                caller = callers.identify_raw(state.claims, dict(scope["headers"]))
             except CallerError as error:
                 raise SyncError(UNAUTHORIZED, str(error)) from None
             raw = await _read_body(receive, state.settings.max_body_bytes)
             if raw is None:
                 raise SyncError(BAD_REQUEST, "the body is missing or too large")
-            try:
-                body = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
-                raise SyncError(BAD_REQUEST, "the body must be a JSON object") from None
-            if not isinstance(body, dict):
-                raise SyncError(BAD_REQUEST, "the body must be a JSON object")
+            body = decode_object(raw)
             result = await pull_module.pull(
                 state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
                 limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
                 quick=state.sync_quick,
             )
-        except SyncError as error:
-            await _send(send, error.status, msgspec.json.encode(error.to_json()))
-            return
         except Exception as error:
-            body, retry_after = unavailable_answer(state.settings, error)
-            await _send(send, UNAVAILABLE[1], body, [(b"retry-after", retry_after.encode())])
+            answer = error_answer(state.settings, error)
+            if answer is None:
+                raise
+            status, payload, headers = answer
+            await _send(send, status, payload, [(k.encode(), v.encode()) for k, v in headers])
             return
         await _send(send, 200, result.body())
 
-    observed = observability.RequestObserver(pull_raw)
-
-    async def dispatch(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == PULL_PATH and scope["method"] == "POST":
-            await observed(scope, receive, send)
-        else:
-            await inner(scope, receive, send)
-
-    app.asgi_handler = dispatch
+    return pull_raw
 
 
 async def start_sync(app: Any) -> None:
@@ -191,7 +129,6 @@ async def start_sync(app: Any) -> None:
         app.state.settings.db_pool_max,
     )
     await metrics.start(app)
-    _serve_pull_directly(app)
 
 
 async def stop_sync(app: Any) -> None:
@@ -201,6 +138,10 @@ async def stop_sync(app: Any) -> None:
         await quick.close()
 
 
-ROUTES: list[Any] = [pull_route, push_route]
-STARTUP = [start_sync]
-SHUTDOWN = [stop_sync]
+ROUTER = Router(
+    path=PREFIX,
+    route_handlers=[pull_route, push_route, *routes_watermelon.ROUTES, *routes_live.ROUTES],
+    exception_handlers={Exception: exception_handler},
+)
+SERVICE = Service("sync", routes=[ROUTER], fast=[FastPath(PULL_PATH, _pull_fast, method="POST")],
+                  startup=[start_sync, routes_live.start_live], shutdown=[stop_sync, routes_live.stop_live])

@@ -27,8 +27,7 @@ import time
 from typing import Any
 
 import asyncpg
-import msgspec
-from litestar import Litestar, MediaType, Request, Response, WebSocket, get, websocket
+from litestar import Litestar, Request, Response, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.response import Stream
 
@@ -71,7 +70,7 @@ async def _refuse(socket: WebSocket, code: int, error: str, message: str) -> Non
         await socket.close(code=code, reason=error)
 
 
-@websocket("/sync/v1/live")
+@websocket("/live")
 async def live_socket(socket: WebSocket) -> None:
     state = socket.app.state
     hub: LiveHub = state.live
@@ -172,35 +171,32 @@ def _identity_of(connection: WebSocket | Request) -> tuple[str | None, str | Non
     return connection.headers.get("apikey") or params.get("apikey"), authorization
 
 
-@get("/sync/v1/live", include_in_schema=False)
+@get("/live", include_in_schema=False)
 async def live_events(request: Request) -> Response[bytes] | Stream:
     """The same channel as Server-Sent Events, for clients without WebSockets (`EventSource`): events `ready`,
     `poke` (each with `id: <seq>`, so a browser reconnecting sends `Last-Event-ID` and catches up) and `error`;
     a comment every 15 s keeps proxies from closing an idle stream. Refusals are JSON errors (401, 400, 429,
-    503) before the stream starts."""
+    503) before the stream starts, answered by the sync router."""
     state = request.app.state
     hub: LiveHub = state.live
     try:
-        try:
-            caller = identify(state.claims, *_identity_of(request))
-        except CallerError as error:
-            raise SyncError(UNAUTHORIZED, str(error)) from None
-        params = dict(request.query_params)
-        last_event = request.headers.get("last-event-id")
-        if last_event and not any(params.get(k) for k in ("seq", "cursor", "last_pulled_at")):
-            params["seq"] = last_event
-        try:
-            seq = await start_position(state.pool, caller, params)
-        except ValueError as error:
-            raise SyncError(BAD_REQUEST, str(error)) from None
-        try:
-            subscriber = hub.subscribe(caller, seq)
-        except LimitReached as error:
-            raise SyncError(LIVE_LIMIT, str(error)) from None
-        except NotReady as error:
-            raise SyncError(LIVE_NOT_READY, str(error)) from None
-    except SyncError as error:
-        return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=MediaType.JSON)
+        caller = identify(state.claims, *_identity_of(request))
+    except CallerError as error:
+        raise SyncError(UNAUTHORIZED, str(error)) from None
+    params = dict(request.query_params)
+    last_event = request.headers.get("last-event-id")
+    if last_event and not any(params.get(k) for k in ("seq", "cursor", "last_pulled_at")):
+        params["seq"] = last_event
+    try:
+        seq = await start_position(state.pool, caller, params)
+    except ValueError as error:
+        raise SyncError(BAD_REQUEST, str(error)) from None
+    try:
+        subscriber = hub.subscribe(caller, seq)
+    except LimitReached as error:
+        raise SyncError(LIVE_LIMIT, str(error)) from None
+    except NotReady as error:
+        raise SyncError(LIVE_NOT_READY, str(error)) from None
     return Stream(_events(hub, subscriber), media_type="text/event-stream",
                   headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
@@ -235,5 +231,3 @@ async def _events(hub: LiveHub, subscriber: Subscriber) -> Any:
 
 
 ROUTES = [live_socket, live_events]
-STARTUP = [start_live]
-SHUTDOWN = [stop_live]

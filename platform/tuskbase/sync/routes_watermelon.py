@@ -1,4 +1,4 @@
-"""WatermelonDB's sync endpoint, `/sync/v1/watermelon` (logic in watermelon.py).
+"""WatermelonDB's sync endpoint, `/sync/v1/watermelon` (logic in watermelon.py; errors answered by the sync router).
 
     GET  /sync/v1/watermelon?last_pulled_at=<timestamp>&schema_version=<n>&migration=<json>&limit=<n>
       -> {"changes": {table: {"created": [...], "updated": [...], "deleted": [ids]}}, "timestamp": <number>,
@@ -13,46 +13,30 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import MediaType, Request, Response, get, post
+from litestar import Request, Response, get, post
 
 from tuskbase.sync import watermelon
 from tuskbase.sync.errors import BAD_RECORD, SyncError
-from tuskbase.sync.routes import caller_of, unavailable_response
-
-JSON = MediaType.JSON
+from tuskbase.sync.http import JSON, caller_of
 
 
-def _error(error: SyncError) -> Response[bytes]:
-    return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
-
-
-@get("/sync/v1/watermelon", media_type=JSON, include_in_schema=False)
+@get("/watermelon", media_type=JSON, include_in_schema=False)
 async def watermelon_pull(request: Request) -> Response[bytes]:
-    try:
-        caller = caller_of(request)
-        state = request.app.state
-        answer = await watermelon.pull(state.pool, caller, request.query_params, state.settings)
-    except SyncError as error:
-        return _error(error)
-    except Exception as error:
-        return unavailable_response(request, error)
+    caller = caller_of(request)
+    state = request.app.state
+    answer = await watermelon.pull(state.pool, caller, request.query_params, state.settings)
     return Response(answer.body(), media_type=JSON)
 
 
-@post("/sync/v1/watermelon", media_type=JSON, status_code=200, include_in_schema=False)
+@post("/watermelon", media_type=JSON, status_code=200, include_in_schema=False)
 async def watermelon_push(request: Request) -> Response[bytes]:
+    caller = caller_of(request)
     try:
-        caller = caller_of(request)
-        try:
-            body = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError:
-            raise SyncError(BAD_RECORD, "the body must be JSON") from None
-        state = request.app.state
-        answer = await watermelon.push(state.pool, caller, request.query_params, body, state.settings)
-    except SyncError as error:
-        return _error(error)
-    except Exception as error:
-        return unavailable_response(request, error)
+        body = msgspec.json.decode(await request.body())
+    except msgspec.DecodeError:
+        raise SyncError(BAD_RECORD, "the body must be JSON") from None
+    state = request.app.state
+    answer = await watermelon.push(state.pool, caller, request.query_params, body, state.settings)
     return Response(answer, media_type=JSON)
 
 
