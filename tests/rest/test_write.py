@@ -286,3 +286,25 @@ def test_max_affected_and_tx_rollback(world, alice, api, admin):
     strict = httpx.get(f"{api.url}/rest/v1/todos", headers={**api.headers(api.user_token(ALICE)),
                                                             "Prefer": "handling=strict, bogus=1"})
     assert strict.status_code == 400 and strict.json()["code"] == "PGRST122"
+
+
+def test_a_column_whose_name_holds_a_placeholder_is_written(api, admin):
+    """`price$1` is an identifier, not a parameter: each INSERT of a `missing=default` bulk insert binds its own
+    values (one binder per statement), so nothing renumbers `$n` inside quoted names."""
+    import time
+
+    admin.execute('create table public.prices (id serial primary key, "price$1" numeric, '
+                  "note text not null default 'none'); grant select, insert on public.prices to service_role")
+    headers = {**api.headers(api.service_key), "Prefer": "missing=default, return=minimal"}
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{api.url}/rest/v1/prices", headers=headers).status_code != 200:
+        assert time.monotonic() < deadline, "the schema cache did not reload after CREATE TABLE"
+        time.sleep(0.05)
+    answer = httpx.post(f"{api.url}/rest/v1/prices", headers=headers,
+                        json=[{"price$1": 1.5, "note": "first"}, {"price$1": 2}, {"note": "third"}])
+    assert answer.status_code == 201, answer.text
+    rows = admin.execute('select "price$1", note from public.prices order by id').fetchall()
+    assert [(None if p is None else float(p), n) for p, n in rows] == [(1.5, "first"), (2.0, "none"), (None, "third")]
+    planned = httpx.get(f"{api.url}/rest/v1/prices", params={"price$1": "gt.1", "select": "note"},
+                        headers={**headers, "Prefer": "count=planned"})
+    assert planned.status_code in (200, 206) and sorted(r["note"] for r in planned.json()) == ["first", "none"]

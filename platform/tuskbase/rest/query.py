@@ -8,7 +8,6 @@ JSON body: each read returns one row `(body text, rows bigint, total bigint | nu
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +32,8 @@ class Statement:
 
 
 class Sql:
-    """Collects bound parameters while a statement is rendered."""
+    """Collects the bound parameters of one statement while it is rendered: the only binder, so placeholders are
+    never rewritten in rendered SQL (where a quoted name such as `"price$1"` could hold the same characters)."""
 
     def __init__(self) -> None:
         self.params: list[Any] = []
@@ -213,8 +213,7 @@ def planned_count(node: Node) -> Statement:
     """`Prefer: count=planned`: the planner's row estimate of the filtered relation (EXPLAIN, no scan)."""
     sql = Sql()
     text = f"explain (format json) select 1 from {node.table.qualified} as {quote_ident(node.alias)}{sql.where(node)}"
-    ((text, params),) = _split_params(sql, [text])
-    return Statement(text, params)
+    return Statement(text, sql.params)
 
 
 def _returning(sql: Sql, node: Node, write: str, strip_nulls: bool) -> str:
@@ -231,26 +230,20 @@ def insert(node: Node, groups: list[tuple[list[Column], str]], on_conflict: tupl
     With `returning` the groups are data-modifying CTEs of one statement; without, one statement each (their
     row counts come from the command tags, so no RETURNING makes SELECT policies apply to a minimal insert).
     """
+    if not returning:
+        statements = []
+        for columns, rows_json in groups:
+            sql = Sql()  # each INSERT is a statement of its own, with its own parameters
+            statements.append(Statement(_insert_one(sql, node, columns, rows_json, on_conflict, resolution),
+                                        sql.params))
+        return statements
     sql = Sql()
     writes = [_insert_one(sql, node, columns, rows_json, on_conflict, resolution) for columns, rows_json in groups]
-    if not returning:
-        return [Statement(write, params) for write, params in _split_params(sql, writes)]
     alias = quote_ident(node.alias)
     ctes = ", ".join(f"_w{i} as ({w} returning {alias}.*)" for i, w in enumerate(writes))
     union = " union all ".join(f"select * from _w{i}" for i in range(len(writes)))
     return [Statement(f"with {ctes}, _w as ({union}) select {_aggregate(strip_nulls)}, count(_r.*), null::bigint "
                       f"from (select {sql.outputs(node)} from _w as {alias}) as _r", sql.params)]
-
-
-def _split_params(sql: Sql, writes: list[str]) -> list[tuple[str, list[Any]]]:
-    # Statements rendered with one shared parameter list: renumber each to use only its own parameters.
-    out = []
-    for write in writes:
-        used = sorted({int(n) for n in re.findall(r"\$(\d+)", write)})
-        mapping = {n: i + 1 for i, n in enumerate(used)}
-        out.append((re.sub(r"\$(\d+)", lambda m, mapping=mapping: f"${mapping[int(m.group(1))]}", write),
-                    [sql.params[n - 1] for n in used]))
-    return out
 
 
 def _insert_one(sql: Sql, node: Node, columns: list[Column], rows_json: str, on_conflict: tuple[str, ...] | None,
