@@ -19,6 +19,7 @@ from tuskbase import caller as callers
 from tuskbase.caller import Caller
 from tuskbase.rest import errors
 from tuskbase.rest.errors import ApiError
+from tuskbase.rest.pipeline import Pipeline, RestRequest
 from tuskbase.rest.respond import JSON, Answer
 
 ALLOWED_HEADERS = frozenset({"prefer", "accept", "accept-profile", "content-profile", "range", "range-unit",
@@ -54,7 +55,7 @@ def _sub_requests(body: Any, limit: int) -> tuple[bool, list[dict[str, Any]]]:
     return transaction, requests
 
 
-def _parts(item: dict[str, Any]) -> tuple[str, str, bytes, dict[bytes, bytes], bytes]:
+def _request(item: dict[str, Any]) -> RestRequest:
     method = item.get("method", "GET").upper()
     path = item["path"]
     query = item.get("query", "")
@@ -65,7 +66,7 @@ def _parts(item: dict[str, Any]) -> tuple[str, str, bytes, dict[bytes, bytes], b
     headers = {str(k).lower().encode(): str(v).encode() for k, v in item.get("headers", {}).items()
                if str(k).lower() in ALLOWED_HEADERS}
     raw = b"" if "body" not in item else json.dumps(item["body"]).encode()
-    return method, path, query_string, headers, raw
+    return RestRequest(method, path, query_string, headers, raw)
 
 
 def _render(answer: Answer) -> dict[str, Any]:
@@ -79,14 +80,14 @@ def _render(answer: Answer) -> dict[str, Any]:
     return {"status": answer.status, "headers": headers, "body": body}
 
 
-async def run(service: Any, caller: Caller, raw: bytes) -> Answer:
+async def run(service: Pipeline, caller: Caller, raw: bytes) -> Answer:
     body = service.json_body(raw, {}, required=True)
     transaction, requests = _sub_requests(body, service.settings.rest_batch_max)
     responses: list[dict[str, Any]] = []
     if not transaction:
         for item in requests:
             try:
-                answer = await service.sub_request(*_parts(item), caller)
+                answer = await service.sub_request(_request(item), caller)
             except ApiError as err:
                 answer = service.error(err)
             responses.append(_render(answer))
@@ -95,7 +96,7 @@ async def run(service: Any, caller: Caller, raw: bytes) -> Answer:
             async with callers.session(service.pool, caller, readonly=False) as conn, conn.transaction():
                 for index, item in enumerate(requests):
                     try:
-                        answer = await service.sub_request(*_parts(item), caller, conn)
+                        answer = await service.sub_request(_request(item), caller, conn)
                     except ApiError as err:
                         answer = service.error(err)
                     responses.append(_render(answer))

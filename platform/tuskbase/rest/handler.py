@@ -21,8 +21,9 @@ import asyncpg
 from tuskbase import caller as callers
 from tuskbase import db
 from tuskbase.caller import Caller, CallerError
-from tuskbase.rest import errors, openapi, parse, plan, query, respond
+from tuskbase.rest import batch, errors, openapi, parse, persisted, plan, query, respond
 from tuskbase.rest.errors import ApiError
+from tuskbase.rest.pipeline import RestRequest
 from tuskbase.rest.respond import JSON, Answer
 from tuskbase.schema import SchemaHolder
 from tuskbase.tokens import ClaimsCache
@@ -68,13 +69,13 @@ class RestService:
         self.max_query_terms = settings.rest_max_query_terms
         self.plans: dict[tuple[Any, ...], Compiled] = {}
         self.plan_limit = settings.rest_plan_cache_size
-        self.persisted: dict[str, tuple[str, str, str]] = {}  # name or hash -> (method, path, query)
+        self.persisted = persisted.Registry(pool)
         holder.listeners.append(self.forget)
 
     def forget(self, _cache: Any = None) -> None:
         """The schema changed (or a persisted query was registered): drop what was compiled against it."""
         self.plans.clear()
-        self.persisted.clear()
+        self.persisted.forget()
 
     # --- ASGI ----------------------------------------------------------------------------------------------
 
@@ -123,18 +124,15 @@ class RestService:
                 raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
             return self.openapi(headers)
         if path == "batch" and method == "POST":
-            from tuskbase.rest import batch
-
             return await batch.run(self, caller, await self.body(receive, headers))
         if path == "persisted" or path.startswith("persisted/"):
-            from tuskbase.rest import persisted
-
-            return await persisted.run(self, method, path.removeprefix("persisted").strip("/"), headers,
-                                       scope["query_string"], caller, receive)
+            name = path.removeprefix("persisted").strip("/")
+            return await persisted.run(self, self.persisted, RestRequest(method, name, scope["query_string"], headers),
+                                       caller, receive)
         if method not in WRITE_METHODS and method != "PUT":
             raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
         body = await self.body(receive, headers)
-        return await self.write(method, path, scope["query_string"], headers, body, caller)
+        return await self.write(RestRequest(method, path, scope["query_string"], headers, body), caller)
 
     def preflight(self, headers: dict[bytes, bytes]) -> Answer:
         return Answer(200, b"", [
@@ -224,6 +222,9 @@ class RestService:
                 self.plans.clear()
             self.plans[key] = compiled
         return compiled
+
+    def check_read(self, path: str, query_string: bytes) -> None:
+        self.compiled_read("GET", path, query_string, {})
 
     def compile_read(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> Compiled:
         started = time.perf_counter()
@@ -326,8 +327,8 @@ class RestService:
 
     # --- writes --------------------------------------------------------------------------------------------
 
-    async def write(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes], raw: bytes,
-                    caller: Caller, conn: Any = None) -> Answer:
+    async def write(self, call: RestRequest, caller: Caller, conn: Any = None) -> Answer:
+        method, path, query_string, headers, raw = call
         request = self.parse(method, path, query_string, headers, write=True)
         planner = plan.Planner(self.holder.cache, 0)
         body = self.json_body(raw, headers, required=method in ("POST", "PATCH", "PUT") and not request.is_rpc)
@@ -452,9 +453,9 @@ class RestService:
                            f"The result contains {rows_changed} rows")
         return text, rows_changed
 
-    async def sub_request(self, method: str, path: str, query_string: bytes, headers: dict[bytes, bytes],
-                          raw: bytes, caller: Caller, conn: Any = None) -> Answer:
+    async def sub_request(self, request: RestRequest, caller: Caller, conn: Any = None) -> Answer:
         """One request of a batch (or a persisted query) through the same pipeline, on `conn` when given."""
+        method, path, query_string, headers, raw = request
         path = path.strip("/")
         if not path or path == "batch" or path.startswith("persisted"):
             raise ApiError(400, errors.BATCH_INVALID, f"/{path} cannot be part of a batch")
@@ -465,7 +466,7 @@ class RestService:
             raise ApiError(405, errors.UNSUPPORTED_METHOD, f"Unsupported HTTP method: {method}")
         if len(raw) > self.max_body:
             raise self.too_large()
-        return await self.write(method, path, query_string, headers, raw, caller, conn)
+        return await self.write(RestRequest(method, path, query_string, headers, raw), caller, conn)
 
     def json_body(self, raw: bytes, headers: dict[bytes, bytes], required: bool) -> Any:
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()

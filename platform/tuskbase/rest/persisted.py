@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from tuskbase.caller import Caller
 from tuskbase.rest import errors
 from tuskbase.rest.errors import ApiError
+from tuskbase.rest.pipeline import Pipeline, RestRequest
+from tuskbase.rest.pool import FastPool
 from tuskbase.rest.respond import JSON, Answer
 
 FIND = "select method, path, query from tuskbase.persisted_queries where name = $1 or hash = $1"
@@ -33,38 +35,63 @@ ANNOUNCE = "select pg_notify('tuskbase_schema', 'persisted')"
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
+class Stored(NamedTuple):
+    method: str
+    path: str
+    query: str
+
+
+class Registry:
+    """The persisted queries met so far, by name or hash, until `forget` (a schema change, or a registration in
+    any API process: the schema listener's channel)."""
+
+    def __init__(self, pool: FastPool) -> None:
+        self.pool = pool  # as the login role: app users cannot read or change the table
+        self._found: dict[str, Stored] = {}
+
+    def forget(self) -> None:
+        self._found.clear()
+
+    async def find(self, name: str) -> Stored | None:
+        found = self._found.get(name)
+        if found is None:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(FIND, name)
+            if row is None:
+                return None
+            found = self._found[name] = Stored(row["method"], row["path"], row["query"])
+        return found
+
+    async def register(self, name: str, path: str, query: str) -> str:
+        hashed = digest("GET", path, query)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(REGISTER, name, hashed, "GET", path, query)
+            # Every API process forgets its cached entries (the schema listener clears them on this channel).
+            await conn.execute(ANNOUNCE)
+        self.forget()
+        return hashed
+
+
 def digest(method: str, path: str, query: str) -> str:
     return hashlib.sha256(f"{method} {path}?{query}".encode()).hexdigest()
 
 
-async def run(service: Any, method: str, name: str, headers: dict[bytes, bytes], extra: bytes, caller: Caller,
-              receive: Any) -> Answer:
+async def run(service: Pipeline, registry: Registry, request: RestRequest, caller: Caller, receive: Any) -> Answer:
+    """`request.path` is the name (or hash) below /persisted; its query string is appended to the stored one."""
+    method, name, extra = request.method, request.path, request.query_string
     if name == "" and method == "POST":
-        return await register(service, caller, await service.body(receive, headers))
+        return await register(service, registry, caller, await service.body(receive, request.headers))
     if method not in ("GET", "HEAD") or not NAME.match(name):
         raise ApiError(404, errors.NO_PERSISTED_QUERY, f"No persisted query {name!r}")
-    stored = await lookup(service, name)
+    stored = await registry.find(name)
     if stored is None:
         raise ApiError(404, errors.NO_PERSISTED_QUERY, f"No persisted query {name!r}",
                        None, "Register it with POST /rest/v1/persisted (service role)")
-    _method, path, query = stored
-    query_string = query.encode() + (b"&" + extra if query and extra else extra)
-    return await service.sub_request(method, path, query_string, headers, b"", caller)
+    query_string = stored.query.encode() + (b"&" + extra if stored.query and extra else extra)
+    return await service.sub_request(RestRequest(method, stored.path, query_string, request.headers), caller)
 
 
-async def lookup(service: Any, name: str) -> tuple[str, str, str] | None:
-    cache: dict[str, tuple[str, str, str]] = service.persisted
-    found = cache.get(name)
-    if found is None:
-        async with service.pool.acquire() as conn:
-            row = await conn.fetchrow(FIND, name)
-        if row is None:
-            return None
-        found = cache[name] = (row["method"], row["path"], row["query"])
-    return found
-
-
-async def register(service: Any, caller: Caller, raw: bytes) -> Answer:
+async def register(service: Pipeline, registry: Registry, caller: Caller, raw: bytes) -> Answer:
     if caller.role != "service_role":
         raise ApiError(403, "42501", "Only the service role registers persisted queries")
     body = service.json_body(raw, {}, required=True)
@@ -74,11 +101,6 @@ async def register(service: Any, caller: Caller, raw: bytes) -> Answer:
     if not NAME.match(name):
         raise ApiError(400, errors.INVALID_BODY, "Names are 1 to 100 letters, digits, '_', '.' or '-'")
     # Compile it now: a query that does not parse or names unknown tables is refused at registration.
-    service.compiled_read("GET", path.strip("/"), query.encode(), {})
-    hashed = digest("GET", path, query)
-    async with service.pool.acquire() as conn, conn.transaction():
-        await conn.execute(REGISTER, name, hashed, "GET", path, query)
-        # Every API process forgets its cached entries (the schema listener clears them on this channel).
-        await conn.execute(ANNOUNCE)
-    service.persisted.clear()
+    service.check_read(path.strip("/"), query.encode())
+    hashed = await registry.register(name, path, query)
     return Answer(201, json.dumps({"name": name, "hash": hashed}).encode(), [(b"content-type", JSON)])
