@@ -405,7 +405,7 @@ def test_a_row_met_twice_in_one_answer_is_sent_once_as_its_last_version(api, adm
 
 
 def test_pass_a_sizes_block_ranges_by_the_density_seen_and_at_most_doubles_them():
-    from tuskbase.sync.pull import FIRST_STEP, MAX_STEP, _learn, _step
+    from tuskbase.sync.diff import FIRST_STEP, MAX_STEP, _learn, _step
 
     dense: dict = {}
     assert _step(dense, 10_000) == FIRST_STEP

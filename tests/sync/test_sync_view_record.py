@@ -10,7 +10,7 @@ import threading
 import psycopg
 import pytest
 
-from tuskbase.sync.pull import Cursor
+from tuskbase.sync.wire import Cursor
 
 ADD_ROWS = (
     "insert into sync.client_rows (client_id, tbl, key, version, pull_no) "

@@ -361,7 +361,7 @@ async def start_position(pool: asyncpg.Pool, caller: Caller, params: Any) -> int
     it leads to is checked under the user's own RLS."""
     from tuskbase.sync import watermelon
     from tuskbase.sync.errors import SyncError
-    from tuskbase.sync.pull import Cursor
+    from tuskbase.sync.wire import Cursor
 
     raw_seq = params.get("seq")
     if raw_seq is not None:

@@ -17,6 +17,9 @@ that answer uses `pool`. `tables`: public table names (`todos`, or `schema.table
 every served table the caller's role may read. `limit`: records per answer (default and maximum are settings).
 Raises `errors.SyncError` (400/401/403 with a SYNCnnn code).
 
+This module is the algorithm; `wire.py` holds the answer's types and the cursor codec, `diff.py` the page of
+records and the passes that fill it, `connections.py` the quick connections.
+
 How (see ARCHITECTURE.md, "Sync"): the server keeps, per client, a view record (`sync.client_rows`: row key -> version
 sent, the row's `xmin`; the key as the text jsonb prints, always cast in Postgres so that one key has one
 spelling). RLS decides visibility; rows are always read now, under the user's role, never
@@ -45,15 +48,9 @@ first; any other stale cursor is answered `reset`. A cursor older than the retai
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import hashlib
 import json
-import math
-import operator
 import secrets
-from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -63,17 +60,18 @@ from tuskbase.caller import Caller, Stepping, service_step
 from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Catalog, Table
+from tuskbase.sync.connections import QuickConnections
+from tuskbase.sync.diff import Page, compare, run_diff
 from tuskbase.sync.errors import (
     BAD_CLIENT,
-    BAD_CURSOR,
     BAD_REQUEST,
     CLIENT_OWNED,
     FORBIDDEN_TABLE,
     UNKNOWN_TABLE,
     SyncError,
 )
+from tuskbase.sync.wire import Cursor, PullResult, TableChanges
 
-CHUNK = 2000
 VOLATILE_CLAIMS = ("iat", "exp", "nbf", "jti", "session_id")
 
 CLIENT_FAST = "select * from sync.client_state($1)"
@@ -116,15 +114,6 @@ select seq, tbl, key::text from sync.changes
 where seq > $1 and seq <= $2 and tbl = any($3::int[]) and op <> 'T'
 order by seq limit $4
 """
-VIEW_VERSIONS = """
-select key, version from sync.client_rows
-where client_id = $1 and tbl = $2 and key = any($3::text[])
-"""
-VIEW_HELD = """
-select key from sync.client_rows
-where client_id = $1 and tbl = $2 and version is not null and ($3::text is null or key > $3)
-order by key limit $4
-"""
 HAS_VIEW = "select exists (select 1 from sync.client_rows where client_id = $1 and version is not null)"
 RECORD = """
 insert into sync.client_rows as r (client_id, tbl, key, version, pull_no)
@@ -133,94 +122,6 @@ on conflict (client_id, tbl, key) do update
 set prev_version = case when r.pull_no < excluded.pull_no then r.version else r.prev_version end,
     version = excluded.version, pull_no = excluded.pull_no
 """
-
-
-@dataclass
-class TableChanges:
-    created: list[str] = field(default_factory=list)  # row JSON texts
-    updated: list[str] = field(default_factory=list)
-    deleted: list[Any] = field(default_factory=list)  # key values (one-column key) or key objects
-
-    def to_json(self) -> str:
-        deleted = json.dumps(self.deleted, separators=(",", ":"))
-        return f'{{"created":[{",".join(self.created)}],"updated":[{",".join(self.updated)}],"deleted":{deleted}}}'
-
-
-@dataclass
-class PullResult:
-    changes: dict[str, TableChanges]
-    cursor: str | None
-    has_more: bool
-    reset: bool = False
-
-    def body(self) -> bytes:
-        if self.count == 0:
-            tables = _empty_changes(tuple(self.changes))
-        else:
-            tables = ",".join(f"{json.dumps(name)}:{c.to_json()}" for name, c in self.changes.items())
-        return (f'{{"changes":{{{tables}}},"cursor":{json.dumps(self.cursor)},'
-                f'"has_more":{json.dumps(self.has_more)},"reset":{json.dumps(self.reset)}}}').encode()
-
-    @property
-    def count(self) -> int:
-        return sum(len(c.created) + len(c.updated) + len(c.deleted) for c in self.changes.values())
-
-
-_EMPTY_CHANGES: dict[tuple[str, ...], str] = {}
-
-
-def _empty_changes(names: tuple[str, ...]) -> str:
-    """The `changes` members of an answer with nothing in it, kept per table set (most answers to polls)."""
-    text = _EMPTY_CHANGES.get(names)
-    if text is None:
-        text = ",".join(f'{json.dumps(name)}:{{"created":[],"updated":[],"deleted":[]}}' for name in names)
-        if len(_EMPTY_CHANGES) < 1000:
-            _EMPTY_CHANGES[names] = text
-    return text
-
-
-@dataclass
-class Cursor:
-    """What the client holds between pulls. Not secret: every row it leads to is read under the user's RLS."""
-
-    client: str
-    pull_no: int
-    nonce: str | None
-    seq: int  # every change up to this seq is reflected in what the client was sent
-    epoch: int
-    fingerprint: str  # catalog fingerprint and claims hash the view (or the diff under way) was computed with
-    diff: dict[str, Any] | None = None  # an unfinished diff: {"u": target seq, "q": [tbl ids], "ph": "a"|"b",
-    #                                      "k": resume position (pass A: ctid, pass B: key json) or None,
-    #                                      "f": fresh (no view held before), and for the current table's pass A
-    #                                      "n": storage "k" is a position in, "x": restarted after a rewrite,
-    #                                      "b"/"r": blocks read and rows seen}
-    text: str | None = field(default=None, compare=False, repr=False)  # as the client sent it (current version)
-
-    def encode(self) -> str:
-        raw = json.dumps({"v": 2, "c": self.client, "p": self.pull_no, "n": self.nonce, "s": self.seq,
-                          "e": self.epoch, "f": self.fingerprint, "d": self.diff}, separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str, client_id: str) -> Cursor:
-        try:
-            raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            if raw.get("v") not in (1, 2):
-                raise ValueError("version")
-            cursor = cls(raw["c"], int(raw["p"]), raw["n"], int(raw["s"]), int(raw["e"]), str(raw["f"]), raw["d"])
-            if cursor.diff is not None and not isinstance(cursor.diff, dict):
-                raise ValueError("diff")
-            if raw["v"] == 2:
-                cursor.text = text  # a "nothing new" answer hands it back without encoding it again
-            if raw["v"] == 1 and cursor.diff is not None and cursor.diff.get("ph") == "b":
-                # Version 1 resumed pass B after a key in jsonb order; keys are now ordered as text (migration
-                # 0035), so that position would skip keys: pass B of the current table starts over instead.
-                cursor.diff["k"] = None
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-            raise SyncError(BAD_CURSOR, "cursor is not one this server issued") from None
-        if cursor.client != client_id:
-            raise SyncError(BAD_CURSOR, "cursor belongs to another client_id")
-        return cursor
 
 
 def claims_hash(claims: dict[str, Any]) -> str:
@@ -260,102 +161,6 @@ def check_client_id(client_id: Any) -> str:
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
         raise SyncError(BAD_CLIENT, "client_id must be a string of 1 to 128 characters")
     return client_id
-
-
-class QuickConnections:
-    """Connections for the one-statement fast path of `pull`: no transaction, no session state to reset.
-
-    asyncpg's pool runs a reset query on every release (a second round trip); a connection that only ever ran
-    `sync.client_state()` outside a transaction has nothing to reset. A connection that failed is dropped.
-    """
-
-    def __init__(self, connect: Any, size: int) -> None:
-        self.connect = connect
-        self.size = size
-        self.idle: list[Any] = []
-        self.slots = asyncio.Semaphore(size)
-
-    async def run(self, function: Any, *args: Any) -> Any:
-        async with self.slots:  # at most `size` connections, each reused
-            conn = self.idle.pop() if self.idle else await self.connect()
-            try:
-                result = await function(conn, *args)
-            except BaseException:
-                conn.terminate()
-                raise
-            if not conn.is_closed():
-                self.idle.append(conn)
-            return result
-
-    async def close(self) -> None:
-        idle, self.idle = self.idle, []
-        for conn in idle:
-            await conn.close()
-
-
-class _Page:
-    """The records of one answer, bounded by `limit`, and the view record writes they imply.
-
-    Each record is kept twice: in the answer (`changes`) and flat (`tbls`, `keys`, `versions`, `kinds`, `rows`)
-    for the view record and for `finish`."""
-
-    def __init__(self, limit: int, tables: list[Table]) -> None:
-        self.room = limit
-        self.tables = {t.id: t for t in tables}
-        self.changes = {t.public_name: TableChanges() for t in tables}
-        self.tbls: list[int] = []
-        self.keys: list[str] = []
-        self.versions: list[int | None] = []  # None: told the row is gone
-        self.kinds: list[str] = []
-        self.rows: list[str | None] = []
-        self.only_new = True
-
-    def put(self, table: Table, kind: str, key: str, version: int | None, row: str | None) -> None:
-        self.only_new = False
-        self._answer(table, kind, key, row)
-        self.tbls.append(table.id)
-        self.keys.append(key)
-        self.versions.append(version)
-        self.kinds.append(kind)
-        self.rows.append(row)
-        self.room -= 1
-
-    def put_created(self, table: Table, rows: list[Any]) -> None:
-        """Rows (key, version, row, ...) the view record had no entry for when the diff began (a fresh client's
-        first diff): all are created, and a plain COPY records them. Per page, not per row: a first sync sends
-        every visible row."""
-        created = [r[2] for r in rows]
-        self.changes[table.public_name].created.extend(created)
-        self.tbls.extend(repeat(table.id, len(rows)))
-        self.keys.extend(r[0] for r in rows)
-        self.versions.extend(r[1] for r in rows)
-        self.kinds.extend(repeat("created", len(rows)))
-        self.rows.extend(created)
-        self.room -= len(rows)
-
-    def finish(self) -> None:
-        """Keep one record per key: the last. A row that changed while this pull ran can be met twice (each
-        statement reads the latest commits: two block ranges of pass A, or pass A and the change log). Every
-        record was classified against the view record as it was before this pull, so the last one is right."""
-        if len(set(self.keys)) == len(self.keys):
-            return
-        last = {key: index for index, key in enumerate(zip(self.tbls, self.keys, strict=True))}
-        if len(last) == len(self.keys):
-            return  # equal keys of different tables
-        kept = sorted(last.values())
-        self.changes = {t.public_name: TableChanges() for t in self.tables.values()}
-        for index in kept:
-            self._answer(self.tables[self.tbls[index]], self.kinds[index], self.keys[index], self.rows[index])
-        for name in ("tbls", "keys", "versions", "kinds", "rows"):
-            values = getattr(self, name)
-            setattr(self, name, [values[index] for index in kept])
-
-    def _answer(self, table: Table, kind: str, key: str, row: str | None) -> None:
-        changes = self.changes[table.public_name]
-        if kind == "deleted":
-            changes.deleted.append(table.key_value(json.loads(key)))
-        else:
-            getattr(changes, kind).append(row)
 
 
 async def pull(
@@ -471,7 +276,7 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
         nonce = None
     await conn.execute(TOUCH_CLIENT, client_id)
 
-    page = _Page(limit, wanted)
+    page = Page(limit, wanted)
     wanted_ids = [t.id for t in wanted]
     if fresh:
         diff: dict[str, Any] | None = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None, "f": True}
@@ -492,7 +297,7 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
         diff["f"] = False
     has_more = False
     if diff is not None:
-        finished = await _diff(session, catalog, client_id, diff, page)
+        finished = await run_diff(session, catalog, client_id, diff, page)
         if finished:
             seq, diff = diff["u"], None
             # A table a policy reads changed while the diff ran (past its target seq): the tables it already
@@ -516,7 +321,7 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
     return PullResult(page.changes, new_cursor.encode(), has_more)
 
 
-async def _record(conn: Any, client_id: str, pull_no: int, page: _Page) -> None:
+async def _record(conn: Any, client_id: str, pull_no: int, page: Page) -> None:
     """Write the page's records into the view record."""
     if not page.only_new:
         await conn.execute(RECORD, client_id, pull_no, page.tbls, page.keys, page.versions)
@@ -545,7 +350,7 @@ async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: i
 
 
 async def _incremental(session: Stepping, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
-                       until: int, page: _Page) -> tuple[int, bool]:
+                       until: int, page: Page) -> tuple[int, bool]:
     conn = await session.as_service()
     asked = page.room
     rows = await conn.fetch(CHANGED_KEYS, since, until, [t.id for t in wanted], asked)
@@ -555,170 +360,7 @@ async def _incremental(session: Stepping, catalog: Catalog, wanted: list[Table],
     for _seq, tbl, key in rows:
         by_table.setdefault(tbl, {})[key] = None
     for tbl, keys in by_table.items():
-        await _compare(session, catalog.tables[tbl], client_id, list(keys), page, held_only=False)
+        await compare(session, catalog.tables[tbl], client_id, list(keys), page, held_only=False)
     if len(rows) == asked and rows[-1][0] < until:
         return rows[-1][0], True
     return until, False
-
-
-async def _compare(session: Stepping, table: Table, client_id: str, keys: list[str], page: _Page,
-                   *, held_only: bool) -> None:
-    """Send what changed among `keys` (held_only: only deletes of keys the client holds)."""
-    user = await session.as_caller()
-    array = "[" + ",".join(keys) + "]"
-    if held_only:
-        visible = {key: None for (key,) in await user.fetch(table.sql["visible_keys"], array)}
-        for key in keys:
-            if key not in visible:
-                page.put(table, "deleted", key, None, None)
-        return
-    found = {key: (version, row) for key, version, row in await user.fetch(table.sql["by_keys"], array)}
-    service = await session.as_service()
-    held = {key: version for key, version in await service.fetch(VIEW_VERSIONS, client_id, table.id, keys)}
-    for key in keys:
-        now = found.get(key)
-        sent = held.get(key)
-        if now is not None:
-            if sent != now[0]:
-                page.put(table, "created" if sent is None else "updated", key, now[0], now[1])
-        elif sent is not None:
-            page.put(table, "deleted", key, None, None)
-
-
-async def _diff(session: Stepping, catalog: Catalog, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
-    """Advance the diff in `diff` (mutated) until the page is full; True when it is complete."""
-    while diff["q"]:
-        table = catalog.tables.get(diff["q"][0])
-        if table is None or not table.served:
-            diff["q"].pop(0)
-            continue
-        if diff["ph"] == "a":
-            done = await _diff_visible(session, table, client_id, diff, page)
-            if not done:
-                return False
-            diff["ph"], diff["k"] = "b", None
-        if not diff["f"]:
-            done = await _diff_held(session, table, client_id, diff, page)
-            if not done:
-                return False
-        diff["q"].pop(0)
-        diff["ph"], diff["k"] = "a", None
-        for own in ("b", "r", "n", "x"):  # the next table has its own density, storage and restart
-            diff.pop(own, None)
-    return True
-
-
-async def _diff_visible(session: Stepping, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
-    """Pass A: visible rows the client lacks or holds in another version, read by ranges of heap blocks.
-
-    `diff["k"]` is the TID to resume after, `diff["n"]` the storage it is a position in (see `_check_storage`);
-    `diff["b"]` and `diff["r"]` the blocks read and visible rows found so far in this table, from which the next
-    query's range is sized (see `_step`)."""
-    user = await session.as_caller()
-    blocks, storage = await user.fetchrow(table.sql["storage"])
-    _check_storage(diff, storage)
-    compare = not diff["f"] or diff.get("x", False)
-    while page.room > 0:
-        resume = diff["k"] or "(0,0)"
-        first_block = _tid(resume)[0]
-        if first_block >= blocks:
-            return True
-        step = _step(diff, page.room)
-        end_block = min(first_block + step, blocks)
-        end = f"({end_block},0)" if end_block < blocks else "(4294967295,0)"
-        user = await session.as_caller()
-        rows = await user.fetch(table.sql["scan_range"], resume, end)
-        _learn(diff, len(rows), end_block - first_block)
-        full = len(rows) > page.room
-        if full:
-            # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
-            # nearly free on sorted input) to keep exactly the first `room` of the range.
-            rows = sorted(rows, key=_BY_TID)[: page.room]
-        if not compare:
-            page.put_created(table, rows)  # a fresh view record: every visible row is new
-        elif rows:
-            service = await session.as_service()
-            held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
-            for key, version, row, _position in rows:
-                sent = held.get(key)
-                if sent != version:
-                    page.put(table, "created" if sent is None else "updated", key, version, row)
-        if full:
-            block, offset = rows[-1][3]
-            diff["k"] = f"({block},{offset})"
-            return False
-        diff["k"] = end
-        if end_block >= blocks:
-            return True
-    return False
-
-
-def _check_storage(diff: dict[str, Any], storage: int | None) -> None:
-    """Start pass A of the table over if its heap was rewritten since the position in `diff["k"]` was taken.
-
-    A rewrite (VACUUM FULL, CLUSTER, a rewriting ALTER) moves every row to another ctid and writes nothing to
-    the change log: resuming at the old position would skip rows for good (or meet rows again; a TRUNCATE, which
-    also gets new storage, is logged and re-diffed afterwards, and restarts here too). Walking the table again
-    from its start sends nothing twice: the rows sent before compare equal with the view record (VACUUM FULL and
-    CLUSTER keep each row's xmin; an ALTER that wrote every row anew sends them again, as updates). A position
-    with no storage beside it comes from a cursor issued before it was recorded: a rewrite may have happened
-    since, so that table starts over too (once, for the diffs under way when this version was deployed)."""
-    if diff["k"] is not None and ("n" not in diff or diff["n"] != storage):
-        diff["k"] = None
-        diff.pop("b", None)
-        diff.pop("r", None)
-        # Its view record now holds the rows sent before the rewrite: compare with it, not the fresh path's
-        # COPY of every row (pass B stays skipped in a fresh diff: every row it holds was sent by this diff).
-        diff["x"] = True
-    diff["n"] = storage
-
-
-FIRST_STEP = 64  # blocks of a table's first query
-MAX_STEP = 1 << 20  # blocks per query (8 GB of heap)
-
-
-def _step(diff: dict[str, Any], room: int) -> int:
-    """Blocks for the next query of pass A: those that should hold the room left at the density seen so far in
-    this table (rows read past the room are thrown away after RLS and JSON; too few cost another query), but at
-    most twice the blocks read so far, since a range is read whole before it is cut to the room and a sparse
-    stretch says little about the blocks after it."""
-    read, seen = diff.get("b", 0), diff.get("r", 0)
-    if not read:
-        return FIRST_STEP
-    bound = min(2 * read, MAX_STEP)
-    if not seen:
-        return bound
-    return max(1, min(math.ceil(room * read / seen), bound))
-
-
-def _learn(diff: dict[str, Any], rows: int, blocks: int) -> None:
-    diff["b"] = diff.get("b", 0) + blocks
-    diff["r"] = diff.get("r", 0) + rows
-
-
-_BY_TID = operator.itemgetter(3)  # a scan_range row's ctid, (block, offset)
-
-
-def _tid(text: str) -> tuple[int, int]:
-    block, _, offset = text.strip("()").partition(",")
-    return int(block), int(offset)
-
-
-async def _diff_held(session: Stepping, table: Table, client_id: str, diff: dict[str, Any], page: _Page) -> bool:
-    """Pass B: rows the client holds that it may no longer see."""
-    while page.room > 0:
-        service = await session.as_service()
-        keys = [k for (k,) in await service.fetch(VIEW_HELD, client_id, table.id, diff["k"], CHUNK)]
-        if not keys:
-            return True
-        user = await session.as_caller()
-        visible = {k for (k,) in await user.fetch(table.sql["visible_keys"], "[" + ",".join(keys) + "]")}
-        for key in keys:
-            if key not in visible:
-                page.put(table, "deleted", key, None, None)
-            diff["k"] = key
-            if page.room == 0:
-                return len(keys) < CHUNK and key == keys[-1]
-        if len(keys) < CHUNK:
-            return True
-    return False

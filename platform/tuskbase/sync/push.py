@@ -63,7 +63,8 @@ from tuskbase.schema import quote_ident, quote_literal
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Table
 from tuskbase.sync.errors import BAD_REQUEST, CLIENT_OWNED, REFUSED, TOO_LARGE, UNKNOWN_TABLE, SyncError
-from tuskbase.sync.pull import Cursor, check_client_id, client_lock
+from tuskbase.sync.pull import check_client_id, client_lock
+from tuskbase.sync.wire import Cursor
 
 RULES = "select id, conflict, resolver::oid::regproc::text from sync.tables"
 CLIENT = "select user_key, pull_no from sync.clients where client_id = $1"

@@ -26,6 +26,7 @@ from tuskbase.service import ASGIApp, FastPath, Service
 from tuskbase.sync import metrics, routes_live, routes_watermelon
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
+from tuskbase.sync.connections import QuickConnections
 from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
 from tuskbase.sync.http import JSON, caller_of, decode_object, error_answer, exception_handler, json_object
 
@@ -124,7 +125,7 @@ async def start_sync(app: Any) -> None:
     from tuskbase import db
 
     url = db.authenticator_url(app.state.settings)
-    app.state.sync_quick = pull_module.QuickConnections(
+    app.state.sync_quick = QuickConnections(
         lambda: asyncpg.connect(url, server_settings={"application_name": "tuskbase-sync"}),
         app.state.settings.db_pool_max,
     )

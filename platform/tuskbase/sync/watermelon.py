@@ -59,6 +59,7 @@ from tuskbase.sync.errors import (
     UNKNOWN_COLUMN,
     SyncError,
 )
+from tuskbase.sync.wire import PullResult, TableChanges
 
 FIND_PULL = "select client_id, cursor from sync.watermelon_pulls where id = $1"
 NEW_PULL = "insert into sync.watermelon_pulls (client_id, cursor) values ($1, $2) returning id"
@@ -264,9 +265,9 @@ async def pull(pool: Any, caller: Caller, params: Any, settings: Settings) -> Pu
 
 
 async def _full(pool: Any, caller: Caller, client_id: str, names: list[str],
-                settings: Settings) -> engine_pull.PullResult:
+                settings: Settings) -> PullResult:
     """Every page of a pull from scratch, merged (a replacement must be whole)."""
-    merged: dict[str, engine_pull.TableChanges] = {}
+    merged: dict[str, TableChanges] = {}
     cursor = None
     while True:
         page = await engine_pull.pull(pool, caller, client_id=client_id, cursor=cursor,
@@ -274,13 +275,13 @@ async def _full(pool: Any, caller: Caller, client_id: str, names: list[str],
         for name, delta in page.changes.items():
             if name not in names:
                 continue
-            into = merged.setdefault(name, engine_pull.TableChanges())
+            into = merged.setdefault(name, TableChanges())
             into.created += delta.created
             into.updated += delta.updated
             into.deleted += delta.deleted
         cursor = page.cursor
         if not page.has_more or page.reset:
-            return engine_pull.PullResult(merged, cursor, False)
+            return PullResult(merged, cursor, False)
 
 
 async def _add_migrated(pool: Any, caller: Caller, tables: dict[str, Table],
