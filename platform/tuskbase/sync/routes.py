@@ -21,7 +21,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, Router, post
 
 from tuskbase import caller as callers
-from tuskbase.caller import CallerError
+from tuskbase.caller import Caller, CallerError
 from tuskbase.service import ASGIApp, FastPath, Service
 from tuskbase.sync import metrics, routes_live, routes_watermelon
 from tuskbase.sync import pull as pull_module
@@ -34,17 +34,19 @@ PREFIX = "/sync/v1"
 PULL_PATH = PREFIX + "/pull"
 
 
-@post("/pull", media_type=JSON, status_code=200, include_in_schema=False)
-async def pull_route(request: Request) -> Response[bytes]:
-    caller = caller_of(request)
-    body = await json_object(request)
-    state = request.app.state
+async def _pull(state: Any, caller: Caller, body: dict[str, Any]) -> bytes:
+    """The answer of a pull, from the route or the fast path."""
     result = await pull_module.pull(
         state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
         limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
         quick=getattr(state, "sync_quick", None),
     )
-    return Response(result.body(), media_type=JSON)
+    return result.body()
+
+
+@post("/pull", media_type=JSON, status_code=200, include_in_schema=False)
+async def pull_route(request: Request) -> Response[bytes]:
+    return Response(await _pull(request.app.state, caller_of(request), await json_object(request)), media_type=JSON)
 
 
 @post("/push", media_type=JSON, status_code=200, include_in_schema=False)
@@ -101,20 +103,15 @@ def _pull_fast(app: Litestar) -> ASGIApp:
             raw = await _read_body(receive, state.settings.max_body_bytes)
             if raw is None:
                 raise SyncError(BAD_REQUEST, "the body is missing or too large")
-            body = decode_object(raw)
-            result = await pull_module.pull(
-                state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
-                limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
-                quick=state.sync_quick,
-            )
+            answer = await _pull(state, caller, decode_object(raw))
         except Exception as error:
-            answer = error_answer(state.settings, error)
-            if answer is None:
+            refusal = error_answer(state.settings, error)
+            if refusal is None:
                 raise
-            status, payload, headers = answer
+            status, payload, headers = refusal
             await _send(send, status, payload, [(k.encode(), v.encode()) for k, v in headers])
             return
-        await _send(send, 200, result.body())
+        await _send(send, 200, answer)
 
     return pull_raw
 
