@@ -35,6 +35,10 @@ from the change log. Two modes:
   the diff over, comparing with the view record (the pages read under the old rules left no trace in the change
   log). A table a policy reads that changed while the diff ran is in the change log past the diff's target: the
   pull that ends the diff stops there (has_more), and the next one re-diffs.
+- untracked inputs: a table whose policies read a table outside `sync.tables` (whose changes are not logged) is
+  re-diffed on every pull that is not part of a diff (after the incremental step, with the cursor's seq as the
+  diff's target), and the "nothing new" answer never answers for it. Rows that compare equal with the view
+  record take no room in the page, so a re-diff that finds nothing walks the table in one answer.
 
 A pull with nothing new answers from `sync.clients` and `sync.feed_state` alone, without reading synced tables.
 
@@ -444,6 +448,8 @@ async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], claims_
     if catalog is None:
         return None
     wanted = _requested(catalog, tables, claims["role"])
+    if any(t.deps is None for t in wanted):
+        return None  # a policy input outside the change log may have moved: `_pull` re-diffs those tables
     if given.fingerprint != view_fingerprint(catalog, claims, wanted, claims_json):
         return None
     return PullResult({t.public_name: TableChanges() for t in wanted}, given.text or given.encode(), False)
@@ -519,6 +525,7 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
     if exact and diff is not None:
         diff["f"] = False
     has_more = False
+    walked = diff is not None  # this pull works on a diff, which walks the tables with untracked inputs too
     if diff is not None:
         finished = await _diff(session, catalog, client_id, diff, page)
         if finished:
@@ -532,6 +539,8 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
             has_more = True
     if diff is None and not has_more and page.room > 0 and seq < feed_seq:
         seq, has_more = await _incremental(session, catalog, wanted, client_id, seq, feed_seq, page)
+    if not walked and not has_more:
+        diff, has_more = await _rediff_untracked(session, catalog, wanted, client_id, seq, page)
 
     page.finish()
     if page.keys:
@@ -565,11 +574,35 @@ class _Reseen(Exception):
 
 
 async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: int, until: int) -> bool:
-    if any(t.deps is None for t in wanted):
-        return True
-    deps = sorted({d for t in wanted for d in (t.deps or ())})
-    columns = sorted({c for t in wanted for c in t.dep_columns})
-    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in wanted])
+    """Whether the change log since `since` holds a change that can move rows of the tracked tables of `wanted` in
+    or out of view. Tables with untracked policy inputs are not asked about: `_rediff_untracked` re-diffs them on
+    every pull, which answering True here for them would turn into a `has_more` that never ends."""
+    tracked = [t for t in wanted if t.deps is not None]
+    if not tracked:
+        return False
+    deps = sorted({d for t in tracked for d in (t.deps or ())})
+    columns = sorted({c for t in tracked for c in t.dep_columns})
+    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in tracked])
+
+
+async def _rediff_untracked(session: _Session, catalog: Catalog, wanted: list[Table], client_id: str, seq: int,
+                            page: _Page) -> tuple[dict[str, Any] | None, bool]:
+    """Re-diff the tables whose policies read a table outside `sync.tables`, once per pull that is not already
+    part of a diff: a change to such an input leaves no trace in the change log (a membership granted or revoked
+    while the feed is still), so only comparing what the user may see now with the view record can tell.
+
+    The diff's target is the cursor's own seq, since only these tables are walked: the change log past it is
+    still to be read for the others, by the pull after this diff ends. Returns the diff under way (None when done)
+    and `has_more`."""
+    untracked = [t.id for t in wanted if t.deps is None]
+    if not untracked:
+        return None, False
+    if page.room == 0:
+        return None, True  # the next pull (the cursor says: no diff under way) re-diffs them
+    diff: dict[str, Any] = {"u": seq, "q": untracked, "ph": "a", "k": None, "f": False}
+    if await _diff(session, catalog, client_id, diff, page):
+        return None, False
+    return diff, True
 
 
 async def _incremental(session: _Session, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
@@ -657,20 +690,15 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         user = await session.as_user()
         rows = await user.fetch(table.sql["scan_range"], resume, end)
         _learn(diff, len(rows), end_block - first_block)
-        full = len(rows) > page.room
-        if full:
-            # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
-            # nearly free on sorted input) to keep exactly the first `room` of the range.
-            rows = sorted(rows, key=_BY_TID)[: page.room]
         if not compare:
+            full = len(rows) > page.room
+            if full:
+                # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
+                # nearly free on sorted input) to keep exactly the first `room` of the range.
+                rows = sorted(rows, key=_BY_TID)[: page.room]
             page.put_created(table, rows)  # a fresh view record: every visible row is new
-        elif rows:
-            service = await session.as_service()
-            held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
-            for key, version, row, _position in rows:
-                sent = held.get(key)
-                if sent != version:
-                    page.put(table, "created" if sent is None else "updated", key, version, row)
+        else:
+            rows, full = await _compare_range(session, table, client_id, rows, page)
         if full:
             block, offset = rows[-1][3]
             diff["k"] = f"({block},{offset})"
@@ -679,6 +707,28 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         if end_block >= blocks:
             return True
     return False
+
+
+async def _compare_range(session: _Session, table: Table, client_id: str, rows: list[Any],
+                         page: _Page) -> tuple[list[Any], bool]:
+    """Put the rows of a range that differ from the view record, in heap order, until the page is full.
+
+    Returns the rows dealt with and whether the page filled before the range ended (the diff then resumes after
+    the last of them). Rows that compare equal take no room: a re-diff that finds little changed (the tables
+    with untracked policy inputs, re-diffed on every pull) walks the whole table in one answer."""
+    if not rows:
+        return rows, False
+    service = await session.as_service()
+    held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
+    if len(rows) > page.room:
+        rows = sorted(rows, key=_BY_TID)  # see _diff_visible: heap order, which SQL does not promise
+    for index, (key, version, row, _position) in enumerate(rows):
+        sent = held.get(key)
+        if sent != version:
+            page.put(table, "created" if sent is None else "updated", key, version, row)
+            if page.room == 0 and index + 1 < len(rows):
+                return rows[: index + 1], True
+    return rows, False
 
 
 def _check_storage(diff: dict[str, Any], storage: int | None) -> None:
