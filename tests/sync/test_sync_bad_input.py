@@ -194,3 +194,33 @@ def test_the_cursors_the_server_issues_still_work(world, admin):
     assert len(answers) >= 3 and not answers[-1]["has_more"]
     assert len(device.ids("todos")) == 2
     assert seq_of(device.cursor) >= seq_of(world.phone.cursor)
+
+
+def reference_depth(value: Any) -> int:
+    if isinstance(value, dict | list):
+        inner = value.values() if isinstance(value, dict) else value
+        return 1 + max((reference_depth(item) for item in inner), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("value", [
+    ["[[[[[[[[[[", {"{{{{{{{{": "]]]]"}],  # brackets inside strings do not nest
+    ['\\"[[[[[[[[[', ["a\\", [["\\\\"]]], "x\n[[[[[[["],  # escaped quotes and backslashes
+    json.loads(nested(8)),
+    {"a": [{"b": [{"c": [1, "[{"]}]}]},
+])
+def test_the_depth_bound_counts_only_structure(value):
+    from tuskbase.sync.body import too_deep
+
+    raw = json.dumps(value).encode()
+    depth = reference_depth(value)
+    assert not too_deep(raw, depth) and not too_deep(raw.decode(), depth)
+    assert too_deep(raw, depth - 1)
+
+
+def test_a_body_at_the_depth_bound_is_accepted(world, admin):
+    """A body 64 levels deep (the default bound) is refused for its shape, not its depth; 65 levels is SYNC108."""
+    answer = world.http.post("/sync/v1/push", content=push_body(world.phone, json.loads(nested(64 - 1))))
+    assert answer.json()["code"] != "SYNC108", answer.text
+    answer = world.http.post("/sync/v1/push", content=push_body(world.phone, json.loads(nested(64))))
+    assert answer.json()["code"] == "SYNC108", answer.text
