@@ -207,6 +207,13 @@ class Settings:
         default=20000,
     )
 
+    # --- sync: bad input -----------------------------------------------------------------------------------
+    sync_json_max_depth: int = _doc(
+        "Deepest nesting of arrays and objects in a sync request body (and the WatermelonDB `migration` "
+        "parameter); deeper is refused with 400 before it is parsed.",
+        default=64,
+    )
+
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
 
@@ -237,6 +244,8 @@ class Settings:
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")
+        _check(8 <= self.sync_json_max_depth <= 512, "SYNC_JSON_MAX_DEPTH",
+               "must be from 8 to 512 (the JSON parsers recurse, and give up near 1000 levels)")
         _check(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "must be at least 1024")
         _check(self.jwt_exp >= 60, "JWT_EXP", "must be at least 60 seconds")
         _check(

@@ -130,6 +130,7 @@ def migrate(
     """Apply every pending migration, each in its own transaction. Returns those applied."""
     migrations = all_migrations(app_dir)
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: _show_warning(notice, progress))
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             todo = pending(conn, migrations)
@@ -142,6 +143,17 @@ def migrate(
     if not todo:
         progress(f"schema is current ({len(migrations)} migrations applied)")
     return todo
+
+
+def _show_warning(notice: psycopg.errors.Diagnostic, progress: Callable[[str], None]) -> None:
+    """A WARNING a migration raised (sync.enable on a table WatermelonDB cannot sync), shown with the progress
+    lines. NOTICEs (`create ... if not exists` skipping) are routine and stay quiet."""
+    if (notice.severity_nonlocalized or notice.severity) != "WARNING":
+        return
+    line = f"warning: {notice.message_primary}"
+    if notice.message_hint:
+        line += f" ({notice.message_hint})"
+    progress(line)
 
 
 def _apply(conn: psycopg.Connection, migration: Migration) -> None:

@@ -14,6 +14,8 @@ BAD_CLIENT = ("SYNC103", 400)  # client_id missing or malformed
 CLIENT_OWNED = ("SYNC104", 403)  # the client id belongs to another user
 UNAUTHORIZED = ("SYNC105", 401)  # no valid apikey / token
 FORBIDDEN_TABLE = ("SYNC106", 403)  # the caller's role may not read this table at all
+CURSOR_AHEAD = ("SYNC107", 400)  # a cursor past the change feed (not one this server's feed issued)
+TOO_DEEP = ("SYNC108", 400)  # a JSON body nested deeper than TUSKBASE_SYNC_JSON_MAX_DEPTH
 REFUSED = ("SYNC110", 409)  # a push refused (per-row reasons in details)
 TOO_LARGE = ("SYNC111", 413)  # a push with too many rows
 

@@ -35,6 +35,10 @@ from the change log. Two modes:
   the diff over, comparing with the view record (the pages read under the old rules left no trace in the change
   log). A table a policy reads that changed while the diff ran is in the change log past the diff's target: the
   pull that ends the diff stops there (has_more), and the next one re-diffs.
+- untracked inputs: a table whose policies read a table outside `sync.tables` (whose changes are not logged) is
+  re-diffed on every pull that is not part of a diff (after the incremental step, with the cursor's seq as the
+  diff's target), and the "nothing new" answer never answers for it. Rows that compare equal with the view
+  record take no room in the page, so a re-diff that finds nothing walks the table in one answer.
 
 A pull with nothing new answers from `sync.clients` and `sync.feed_state` alone, without reading synced tables.
 
@@ -52,6 +56,7 @@ import hashlib
 import json
 import math
 import operator
+import re
 import secrets
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -67,6 +72,7 @@ from tuskbase.sync.errors import (
     BAD_CURSOR,
     BAD_REQUEST,
     CLIENT_OWNED,
+    CURSOR_AHEAD,
     FORBIDDEN_TABLE,
     UNKNOWN_TABLE,
     SyncError,
@@ -209,22 +215,67 @@ class Cursor:
     def decode(cls, text: str, client_id: str) -> Cursor:
         try:
             raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            if raw.get("v") not in (1, 2):
-                raise ValueError("version")
-            cursor = cls(raw["c"], int(raw["p"]), raw["n"], int(raw["s"]), int(raw["e"]), str(raw["f"]), raw["d"])
-            if cursor.diff is not None and not isinstance(cursor.diff, dict):
-                raise ValueError("diff")
+            if not _cursor_shape_ok(raw):
+                raise ValueError("shape")
+            cursor = cls(raw["c"], raw["p"], raw["n"], raw["s"], raw["e"], raw["f"], raw["d"])
             if raw["v"] == 2:
                 cursor.text = text  # a "nothing new" answer hands it back without encoding it again
             if raw["v"] == 1 and cursor.diff is not None and cursor.diff.get("ph") == "b":
                 # Version 1 resumed pass B after a key in jsonb order; keys are now ordered as text (migration
                 # 0035), so that position would skip keys: pass B of the current table starts over instead.
                 cursor.diff["k"] = None
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError):
             raise SyncError(BAD_CURSOR, "cursor is not one this server issued") from None
         if cursor.client != client_id:
             raise SyncError(BAD_CURSOR, "cursor belongs to another client_id")
         return cursor
+
+
+_BIGINT = 2**63 - 1
+_TID = re.compile(r"\((\d{1,10}),(\d{1,5})\)")
+_DIFF_KEYS = frozenset({"u", "q", "ph", "k", "f", "n", "x", "b", "r"})
+
+
+def _count(value: Any, top: int = _BIGINT) -> bool:
+    """A whole number from 0 to `top` (a bigint parameter at most): not a bool, a float or a string."""
+    return type(value) is int and 0 <= value <= top
+
+
+def _seq(value: Any) -> bool:
+    """A change feed position: any whole number, since one past the feed is refused as such (SYNC107) before any
+    statement binds it."""
+    return type(value) is int and value >= 0
+
+
+def _cursor_shape_ok(raw: Any) -> bool:
+    """Every field of a cursor of either version as this server writes them. A cursor is not secret (a client
+    may re-encode one): a field of another type or out of range would be a KeyError, a TypeError or an
+    out-of-range SQL parameter deep inside a pull instead of SYNC101."""
+    return (isinstance(raw, dict) and raw.get("v") in (1, 2) and isinstance(raw.get("c"), str)
+            and _count(raw.get("p")) and (raw.get("n") is None or isinstance(raw["n"], str))
+            and _seq(raw.get("s")) and _count(raw.get("e")) and isinstance(raw.get("f"), str)
+            and "d" in raw and (raw["d"] is None or _diff_shape_ok(raw["d"])))
+
+
+def _diff_shape_ok(diff: Any) -> bool:
+    if not isinstance(diff, dict) or not {"u", "q", "ph", "k", "f"} <= set(diff) <= _DIFF_KEYS:
+        return False
+    if not (_seq(diff["u"]) and isinstance(diff["q"], list) and all(_count(t, 2**31 - 1) for t in diff["q"])
+            and diff["ph"] in ("a", "b") and type(diff["f"]) is bool):
+        return False
+    if not all(_count(diff.get(name, 0)) for name in ("b", "r")) or type(diff.get("x", False)) is not bool:
+        return False
+    if diff.get("n") is not None and not _count(diff["n"]):
+        return False
+    position = diff["k"]
+    if position is None:
+        return True
+    if not isinstance(position, str) or "\x00" in position:
+        return False
+    if diff["ph"] == "b":
+        return True  # a key as text, compared as text
+    tid = _TID.fullmatch(position)  # pass A resumes after a heap position: (block, offset)
+    return tid is not None and int(tid[1]) <= 4294967295 and int(tid[2]) <= 65535
 
 
 def claims_hash(claims: dict[str, Any]) -> str:
@@ -260,8 +311,8 @@ def user_key(claims: dict[str, Any]) -> str:
 
 
 def check_client_id(client_id: Any) -> str:
-    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
-        raise SyncError(BAD_CLIENT, "client_id must be a string of 1 to 128 characters")
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128 or "\x00" in client_id:
+        raise SyncError(BAD_CLIENT, "client_id must be a string of 1 to 128 characters, without NUL")
     return client_id
 
 
@@ -444,6 +495,8 @@ async def _nothing_new(conn: Any, given: Cursor, claims: dict[str, Any], claims_
     if catalog is None:
         return None
     wanted = _requested(catalog, tables, claims["role"])
+    if any(t.deps is None for t in wanted):
+        return None  # a policy input outside the change log may have moved: `_pull` re-diffs those tables
     if given.fingerprint != view_fingerprint(catalog, claims, wanted, claims_json):
         return None
     return PullResult({t.public_name: TableChanges() for t in wanted}, given.text or given.encode(), False)
@@ -480,6 +533,7 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
     fingerprint = view_fingerprint(catalog, claims, wanted)
     fresh = given is None
     if given is not None:
+        _check_against_feed(given, feed_seq, epoch)
         if (given.pull_no, given.nonce) == (pull_no, nonce):
             if pull_no % 32 == 0 and pull_no:
                 await conn.execute(DROP_TOMBSTONES, client_id, pull_no)
@@ -515,10 +569,15 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
                     "f": not await conn.fetchval(HAS_VIEW, client_id)}
         elif diff is None and seq < feed_seq and await _needs_diff(conn, catalog, wanted, seq, feed_seq):
             diff = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None, "f": False}
+        elif diff is not None and not set(diff["q"]) <= set(wanted_ids):
+            # A diff walks only tables of the pull it began in (their ids are in the fingerprint): a cursor naming
+            # others was re-encoded by hand. Refused before any of them is read.
+            raise SyncError(BAD_CURSOR, "cursor is not one this server issued (its diff names other tables)")
 
     if exact and diff is not None:
         diff["f"] = False
     has_more = False
+    walked = diff is not None  # this pull works on a diff, which walks the tables with untracked inputs too
     if diff is not None:
         finished = await _diff(session, catalog, client_id, diff, page)
         if finished:
@@ -532,6 +591,8 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
             has_more = True
     if diff is None and not has_more and page.room > 0 and seq < feed_seq:
         seq, has_more = await _incremental(session, catalog, wanted, client_id, seq, feed_seq, page)
+    if not walked and not has_more:
+        diff, has_more = await _rediff_untracked(session, catalog, wanted, client_id, seq, page)
 
     page.finish()
     if page.keys:
@@ -542,6 +603,17 @@ async def _pull(session: _Session, catalog: Catalog, wanted: list[Table], claims
         await conn.execute(SAVE_CLIENT, client_id, pull_no, nonce)
     new_cursor = Cursor(client_id, pull_no, nonce, seq, epoch, fingerprint, diff)
     return PullResult(page.changes, new_cursor.encode(), has_more)
+
+
+def _check_against_feed(given: Cursor, feed_seq: int, epoch: int) -> None:
+    """Refuse a cursor of this feed (same epoch) that claims changes the feed has not logged yet: no pull issues
+    one, and answering it would leave the client waiting, with "nothing new", until the feed got that far."""
+    if given.epoch != epoch:
+        return  # another feed's cursor: the pull re-diffs
+    ahead = given.diff["u"] if given.diff else given.seq  # a diff under way replaces seq with its target
+    if ahead > feed_seq:
+        raise SyncError(CURSOR_AHEAD, f"cursor is past the change feed (seq {ahead}, the feed is at {feed_seq}): "
+                                      "not one this server issued; pull with no cursor to start over")
 
 
 async def _record(conn: Any, client_id: str, pull_no: int, page: _Page) -> None:
@@ -565,11 +637,35 @@ class _Reseen(Exception):
 
 
 async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: int, until: int) -> bool:
-    if any(t.deps is None for t in wanted):
-        return True
-    deps = sorted({d for t in wanted for d in (t.deps or ())})
-    columns = sorted({c for t in wanted for c in t.dep_columns})
-    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in wanted])
+    """Whether the change log since `since` holds a change that can move rows of the tracked tables of `wanted` in
+    or out of view. Tables with untracked policy inputs are not asked about: `_rediff_untracked` re-diffs them on
+    every pull, which answering True here for them would turn into a `has_more` that never ends."""
+    tracked = [t for t in wanted if t.deps is not None]
+    if not tracked:
+        return False
+    deps = sorted({d for t in tracked for d in (t.deps or ())})
+    columns = sorted({c for t in tracked for c in t.dep_columns})
+    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in tracked])
+
+
+async def _rediff_untracked(session: _Session, catalog: Catalog, wanted: list[Table], client_id: str, seq: int,
+                            page: _Page) -> tuple[dict[str, Any] | None, bool]:
+    """Re-diff the tables whose policies read a table outside `sync.tables`, once per pull that is not already
+    part of a diff: a change to such an input leaves no trace in the change log (a membership granted or revoked
+    while the feed is still), so only comparing what the user may see now with the view record can tell.
+
+    The diff's target is the cursor's own seq, since only these tables are walked: the change log past it is
+    still to be read for the others, by the pull after this diff ends. Returns the diff under way (None when done)
+    and `has_more`."""
+    untracked = [t.id for t in wanted if t.deps is None]
+    if not untracked:
+        return None, False
+    if page.room == 0:
+        return None, True  # the next pull (the cursor says: no diff under way) re-diffs them
+    diff: dict[str, Any] = {"u": seq, "q": untracked, "ph": "a", "k": None, "f": False}
+    if await _diff(session, catalog, client_id, diff, page):
+        return None, False
+    return diff, True
 
 
 async def _incremental(session: _Session, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
@@ -657,20 +753,15 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         user = await session.as_user()
         rows = await user.fetch(table.sql["scan_range"], resume, end)
         _learn(diff, len(rows), end_block - first_block)
-        full = len(rows) > page.room
-        if full:
-            # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
-            # nearly free on sorted input) to keep exactly the first `room` of the range.
-            rows = sorted(rows, key=_BY_TID)[: page.room]
         if not compare:
+            full = len(rows) > page.room
+            if full:
+                # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
+                # nearly free on sorted input) to keep exactly the first `room` of the range.
+                rows = sorted(rows, key=_BY_TID)[: page.room]
             page.put_created(table, rows)  # a fresh view record: every visible row is new
-        elif rows:
-            service = await session.as_service()
-            held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
-            for key, version, row, _position in rows:
-                sent = held.get(key)
-                if sent != version:
-                    page.put(table, "created" if sent is None else "updated", key, version, row)
+        else:
+            rows, full = await _compare_range(session, table, client_id, rows, page)
         if full:
             block, offset = rows[-1][3]
             diff["k"] = f"({block},{offset})"
@@ -679,6 +770,28 @@ async def _diff_visible(session: _Session, table: Table, client_id: str, diff: d
         if end_block >= blocks:
             return True
     return False
+
+
+async def _compare_range(session: _Session, table: Table, client_id: str, rows: list[Any],
+                         page: _Page) -> tuple[list[Any], bool]:
+    """Put the rows of a range that differ from the view record, in heap order, until the page is full.
+
+    Returns the rows dealt with and whether the page filled before the range ended (the diff then resumes after
+    the last of them). Rows that compare equal take no room: a re-diff that finds little changed (the tables
+    with untracked policy inputs, re-diffed on every pull) walks the whole table in one answer."""
+    if not rows:
+        return rows, False
+    service = await session.as_service()
+    held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
+    if len(rows) > page.room:
+        rows = sorted(rows, key=_BY_TID)  # see _diff_visible: heap order, which SQL does not promise
+    for index, (key, version, row, _position) in enumerate(rows):
+        sent = held.get(key)
+        if sent != version:
+            page.put(table, "created" if sent is None else "updated", key, version, row)
+            if page.room == 0 and index + 1 < len(rows):
+                return rows[: index + 1], True
+    return rows, False
 
 
 def _check_storage(diff: dict[str, Any], storage: int | None) -> None:

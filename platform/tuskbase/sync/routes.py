@@ -21,6 +21,7 @@ import msgspec
 from litestar import MediaType, Request, Response, post
 
 from tuskbase.db import is_unavailable
+from tuskbase.sync import body as sync_body
 from tuskbase.sync import metrics
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
@@ -58,13 +59,7 @@ async def _identity(request: Request) -> tuple[dict[str, Any], str]:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(await request.body())
-    except msgspec.DecodeError:
-        raise SyncError(BAD_REQUEST, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise SyncError(BAD_REQUEST, "the body must be a JSON object")
-    return body
+    return sync_body.decode_object(await request.body(), request.app.state.settings)
 
 
 @post("/sync/v1/pull", media_type=JSON, status_code=200, include_in_schema=False)
@@ -151,12 +146,7 @@ def _serve_pull_directly(app: Any) -> None:
             raw = await _read_body(receive, state.settings.max_body_bytes)
             if raw is None:
                 raise SyncError(BAD_REQUEST, "the body is missing or too large")
-            try:
-                body = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
-                raise SyncError(BAD_REQUEST, "the body must be a JSON object") from None
-            if not isinstance(body, dict):
-                raise SyncError(BAD_REQUEST, "the body must be a JSON object")
+            body = sync_body.decode_object(raw, state.settings)
             result = await pull_module.pull(
                 state.pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
                 limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 
+from tuskbase.sync import body as sync_body
 from tuskbase.sync import watermelon
 from tuskbase.sync.errors import BAD_RECORD, UNAUTHORIZED, SyncError
 from tuskbase.sync.routes import unavailable_response
@@ -54,11 +55,8 @@ async def watermelon_pull(request: Request) -> Response[bytes]:
 async def watermelon_push(request: Request) -> Response[bytes]:
     try:
         claims, claims_json = _identity(request)
-        try:
-            body = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError:
-            raise SyncError(BAD_RECORD, "the body must be JSON") from None
         state = request.app.state
+        body = sync_body.decode(await request.body(), state.settings, kind=BAD_RECORD)
         answer = await watermelon.push(state.pool, claims, claims_json, request.query_params, body, state.settings)
     except SyncError as error:
         return _error(error)
