@@ -262,6 +262,7 @@ CREATE FUNCTION sync.enable(target regclass, conflict text DEFAULT 'lww'::text, 
 declare
   rule text := conflict;
   fn regprocedure;
+  key_columns text[];
 begin
   if (select relkind from pg_class where oid = target) <> 'r' then
     raise exception 'sync.enable: % is not a plain table (partitioned tables and views cannot sync)', target
@@ -277,6 +278,16 @@ begin
         rule using errcode = '22023';
     end if;
     rule := 'custom';
+  end if;
+  select array_agg(a.attname::text order by k.ord) into key_columns
+  from pg_index i cross join unnest(i.indkey) with ordinality k(attnum, ord)
+  join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+  where i.indrelid = target and i.indisprimary;
+  if served and cardinality(key_columns) > 1 then
+    raise warning 'sync.enable: % has a primary key of % columns (%): WatermelonDB cannot sync it (its records have one string id), so /sync/v1/watermelon leaves it out; /sync/v1/pull and /sync/v1/push serve it',
+      target, cardinality(key_columns), array_to_string(key_columns, ', ')
+      using hint = 'For WatermelonDB, give the table a one-column primary key (a surrogate id) and keep the pair '
+                   'unique; see "Composite keys" in the README. A table only policies read: served => false.';
   end if;
   execute format('alter table %s replica identity full', target);
   if not exists (select from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
