@@ -106,3 +106,23 @@ def test_bad_aggregate_input_is_a_coded_error(alice_agg):
     with pytest.raises(APIError) as caught:
         alice_agg.table("todos").select("position.median()").execute()
     assert caught.value.code == "PGRST100"
+
+
+def test_order_names_a_grouping_column(alice_agg):
+    rows = alice_agg.table("todos").select("title,count()").order("title", desc=True).limit(2).execute().data
+    assert rows == [{"title": "milk 4", "count": 1}, {"title": "milk 3", "count": 1}]
+    with pytest.raises(APIError) as caught:  # PostgREST forwards Postgres' grouping error
+        alice_agg.table("todos").select("done,count()").order("position").execute()
+    assert caught.value.code == "42803" and '"todos.position" must appear in the GROUP BY' in caught.value.message
+
+
+def test_aggregates_on_a_write_are_refused_and_change_nothing(alice_agg, aggregating, world, admin):
+    import httpx
+
+    before = admin.execute("select count(*) from public.todos").fetchone()[0]
+    answer = httpx.post(f"{aggregating.url}/rest/v1/todos?select=count()",
+                        headers={**aggregating.headers(aggregating.user_token(ALICE)),
+                                 "Prefer": "return=representation"},
+                        json={"list_id": world.alice_list, "title": "new"})
+    assert answer.status_code == 400 and answer.json()["code"] == "PGRST100"
+    assert admin.execute("select count(*) from public.todos").fetchone()[0] == before

@@ -11,10 +11,10 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from tuskbase.rest.errors import MAX_BOUND_VALUES, ApiError, parse_error, query_too_large
-from tuskbase.rest.parse import FTS_OPERATORS, Field, Filter, Logic
+from tuskbase.rest.parse import FTS_OPERATORS, Field, Filter, Logic, OrderTerm
 from tuskbase.rest.plan import Aggregate, Embed, Node, Output, RpcPlan
 from tuskbase.schema import Column, Function, Table, quote_ident
 
@@ -121,8 +121,7 @@ class Sql:
                 expr = f"(select {inner}{self._from_join(node, embed)} where {self.join(node, embed)})"
             else:
                 expr, _ = self.field(node.alias, node.column(term.field), term.field)
-            terms.append((expr, (" desc" if term.descending else " asc")
-                          + (f" nulls {term.nulls}" if term.nulls else "")))
+            terms.append((expr, _direction(term)))
         return terms
 
     def order_limit(self, node: Node) -> str:
@@ -179,12 +178,15 @@ class Sql:
 
         The inner query names each input `_cN` / `_aN` / `_oN`; the outer one aggregates and groups them. An
         embedded resource groups by its value as jsonb (json has no equality) and is answered as json.
-        Order terms are group keys too (ordering by an aggregate is not supported, as in PostgREST).
+        Order terms must name a grouping column (ordering by an aggregate is not supported, as in PostgREST).
         """
         inner: list[str] = []
         outer: list[str] = []
         keys: list[str] = []
+        grouped_keys: dict[Field, str] = {}  # a column selected as is: what an order term may sort the groups by
         for index, output in enumerate(node.outputs):
+            if isinstance(output, Output) and not output.cast:
+                grouped_keys.setdefault(output.field, f"_g._c{index}_0")
             if not isinstance(output, Aggregate):
                 for offset, (expr, name, is_json) in enumerate(self.output_columns(_only(node, output))):
                     column = f"_c{index}_{offset}"
@@ -208,10 +210,11 @@ class Sql:
                 result = f"cast({result} as {_type_name(output.output_cast)})"
             outer.append(f"{result} as {quote_ident(output.name)}")
         order = []
-        for index, (expr, direction) in enumerate(self.order_terms(node)):
-            inner.append(f"{expr} as _o{index}")
-            keys.append(f"_g._o{index}")
-            order.append(f"_g._o{index}{direction}")
+        for term in node.order:
+            key = grouped_keys.get(term.field) if term.relation is None else None
+            if key is None:
+                _not_grouped(node, term.field.name)
+            order.append(key + _direction(term))
         sql = (f"select {', '.join(outer)} from (select {', '.join(inner)} from {source}{self.where(node, extra)})"
                " as _g")
         if keys:
@@ -251,6 +254,16 @@ class Sql:
         if embed.to_one:
             return f"(select row_to_json(_e) from ({inner}) as _e)"
         return f"coalesce((select json_agg(_e) from ({inner}) as _e), '[]'::json)"
+
+
+def _direction(term: OrderTerm) -> str:
+    return (" desc" if term.descending else " asc") + (f" nulls {term.nulls}" if term.nulls else "")
+
+
+def _not_grouped(node: Node, column: str) -> NoReturn:
+    # What Postgres answers (and PostgREST forwards) for an order column outside the automatic GROUP BY.
+    raise ApiError(400, "42803", f'column "{node.table.name}.{column}" must appear in the GROUP BY clause or be used '
+                   "in an aggregate function", None, "Select the column to group by it, or do not order by it")
 
 
 def _only(node: Node, output: Output | Embed) -> Node:
