@@ -117,7 +117,7 @@ def test_statements_keep_function_bodies_whole():
 
 
 def test_reset_and_diff_on_the_embedded_default(tmp_path):
-    """No TUSKBASE_DATABASE_URL: both commands start the embedded Postgres, and stop it again."""
+    """No TUSKBASE_DATABASE_URL: the commands start the embedded Postgres, and stop it again."""
     data = Path(tempfile.mkdtemp(prefix="tuskbase-devtools-"))
     os.chmod(data, 0o755)  # run as root, the server's system user must be able to enter it
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSKBASE_")}
@@ -129,5 +129,9 @@ def test_reset_and_diff_on_the_embedded_default(tmp_path):
         done = run_tuskbase("db", "diff", "--exit-code", env=env)
         assert done.returncode == 0 and "no schema differences" in done.stdout, done.stdout + done.stderr
         assert not (data / "pgdata" / "postmaster.pid").exists()  # stopped: these commands started it
+        done = run_tuskbase("gen", "types", "typescript", env=env)  # to stdout: the server's lines go to stderr
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("export type Json =") and "todos: {" in done.stdout
+        assert "starting the embedded Postgres" in done.stderr
     finally:
         shutil.rmtree(data, ignore_errors=True)

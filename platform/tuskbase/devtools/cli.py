@@ -33,14 +33,23 @@ def database(settings: Settings) -> Iterator[str]:
         if server.is_running():
             server = None
         else:
-            from tuskbase.cli import start_embedded
-
-            start_embedded(settings)
+            say(f"starting the embedded Postgres on 127.0.0.1:{settings.db_port} (data in {server.pgdata})")
+            server.start(log=say)  # its lines go to stderr too: `gen types` output stays clean
+            _create_database(server.url, db.DATABASE_NAME)
     try:
         yield db.admin_url(settings)
     finally:
         if server is not None:
             server.stop()
+
+
+def _create_database(url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
 
 
 def cmd_gen(settings: Settings, args: argparse.Namespace) -> int:
