@@ -193,6 +193,9 @@ def test_swift_and_kotlin_shapes(admin, cli_env, tmp_path):
     assert kotlin.count("(") == kotlin.count(")")
 
 
-def test_an_unknown_language_is_refused(cli_env):
+def test_an_unknown_language_or_schema_is_refused(cli_env, tmp_path):
     done = run_tuskbase("gen", "types", "cobol", env=cli_env)
     assert done.returncode == 2 and "invalid choice" in done.stderr
+    done = run_tuskbase("gen", "types", "typescript", "--schema", "nope", "-o", str(tmp_path / "x.ts"), env=cli_env)
+    assert done.returncode == 1 and "no schema named nope" in done.stderr and done.stdout == ""
+    assert not (tmp_path / "x.ts").exists()

@@ -174,8 +174,16 @@ class Catalog:
         return next((r for r in self.relations if r.name == name and r.schema == schema), None)
 
 
+class UnknownSchema(LookupError):
+    """A schema asked for does not exist."""
+
+
 def load(url: str, schemas: list[str]) -> Catalog:
     with psycopg.connect(url) as conn:
+        found = {name for (name,) in conn.execute("select nspname from pg_namespace where nspname = any(%s)",
+                                                   (schemas,))}
+        if missing := [s for s in schemas if s not in found]:
+            raise UnknownSchema(f"no schema named {', '.join(missing)} in the database")
         (text,) = conn.execute(CATALOG, {"schemas": schemas}).fetchone()
     raw = json.loads(text)
     catalog = Catalog(sorted(schemas))

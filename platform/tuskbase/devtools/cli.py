@@ -55,7 +55,10 @@ def _create_database(url: str, name: str) -> None:
 def cmd_gen(settings: Settings, args: argparse.Namespace) -> int:
     schemas = args.schema or list(settings.rest_schema_list)
     with database(settings) as url:
-        described = catalog.load(url, schemas)
+        try:
+            described = catalog.load(url, schemas)
+        except catalog.UnknownSchema as error:
+            raise SchemaToolError(str(error)) from None
     text = typegen.GENERATORS[args.language](described)
     if args.output:
         Path(args.output).write_text(text)
