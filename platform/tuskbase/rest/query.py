@@ -176,7 +176,7 @@ class Sql:
     def grouped(self, node: Node, source: str, extra: list[str] | None, limited: bool) -> str:
         """PostgREST's aggregates: every output that is not an aggregate is a GROUP BY key.
 
-        The inner query names each input `_cN` / `_aN` / `_oN`; the outer one aggregates and groups them. An
+        The inner query names each input `_cN_M` / `_aN`; the outer one aggregates and groups them. An
         embedded resource groups by its value as jsonb (json has no equality) and is answered as json.
         Order terms must name a grouping column (ordering by an aggregate is not supported, as in PostgREST).
         """
