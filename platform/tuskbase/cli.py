@@ -1,4 +1,4 @@
-"""The `tuskbase` command: dev, serve, worker, feed, migrate, policies, keys."""
+"""The `tuskbase` command: dev, serve, worker, feed, migrate, policies, keys (and tuskbase.devtools' commands)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import psycopg
 
 from tuskbase import db, migrate, observability, policies
 from tuskbase.config import Settings, SettingsError, load
+from tuskbase.devtools import cli as devtools_cli
 from tuskbase.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tuskbase.tokens import Signer
 
@@ -292,6 +293,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "policies": cmd_policies,
     "keys": cmd_keys,
 }
+COMMANDS.update(devtools_cli.COMMANDS)  # gen types, migration new, db reset|diff
 
 
 def parser() -> argparse.ArgumentParser:
@@ -307,6 +309,7 @@ def parser() -> argparse.ArgumentParser:
     pol.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     pol.add_argument("paths", nargs="*", type=Path, help="policy files or folders (default: all)")
     sub.add_parser("keys", help="print the anon and service-role keys")
+    devtools_cli.add_commands(sub)
     return top
 
 

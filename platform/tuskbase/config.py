@@ -182,6 +182,13 @@ class Settings:
         "comma-separated item inside one (select columns, or/and filters, in-list values) counts.",
         default=2000)
 
+    # --- supabase developer tools (supabase-dx) ------------------------------------------------------------
+    rest_aggregates_enabled: bool = _doc(
+        "Allow PostgREST's aggregate functions in `select` (`count()`, `amount.sum()`, avg, max, min), as "
+        "PostgREST's `db-aggregates-enabled`; off, they answer PGRST123. An aggregate over a large table is "
+        "a full scan: keep statement timeouts and row-level security in mind. `todos(count)` works either way.",
+        default=False)
+
     # --- sync ------------------------------------------------------------------------------------------
     sync_slot: str = _doc("Logical replication slot of the feed; empty: `tuskbase_sync_<database>`.", default="")
     sync_feed_batch: int = _doc("Changes the feed reads from the slot per batch (whole transactions).",

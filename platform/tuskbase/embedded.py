@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuskbase.extensions import install as install_extensions
+
 SYSTEM_USER = "tuskbase-pg"
 SUPERUSER = "postgres"
 
@@ -69,6 +71,7 @@ class EmbeddedPostgres:
     def start(self, log=print) -> None:
         """Initialise the cluster if needed and start it; a running server of this folder is reused."""
         self._prepare_folder(log)
+        install_extensions(bin_dir().parent / "share" / "extension", log)  # pgcrypto, uuid-ossp in SQL
         if not (self.pgdata / "PG_VERSION").exists():
             log(f"initialising a new Postgres cluster in {self.pgdata}")
             self._run("initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
