@@ -106,6 +106,8 @@ def test_forty_abandoned_first_pulls_starve_no_one(settings, database):
             left = admin.execute(ACTIVE_PULLS).fetchone()[0]
             after = time.monotonic() - gone_at
 
+    print(f"slowest answers during the attack: {probes.slowest} over {probes.rounds} rounds; "
+          f"{running} pulls running before the clients left, {left} {after:.1f} s after")
     assert running >= 1  # the attack did occupy backends while its clients waited
     assert left == 0, f"{left} backend(s) still running a pull {after:.1f} s after the clients went away"
     assert probes.rounds >= 3
