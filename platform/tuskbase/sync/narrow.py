@@ -136,6 +136,8 @@ async def pass_a_scan(conn: Any, table: Table, role: str, diff: dict[str, Any], 
             async with conn.transaction():  # a savepoint: a narrowing that does not plan is dropped
                 plan = await conn.fetchval(explain, resume, END)
             found.checked = True
+    except asyncpg.QueryCanceledError:
+        raise  # the statement timeout, or the client gone: not a sign that the query cannot plan
     except asyncpg.PostgresError:
         if found.checked:
             raise
