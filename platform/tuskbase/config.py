@@ -221,6 +221,22 @@ class Settings:
         default=64,
     )
 
+    # --- sync: load limits (one user must not starve the others) ------------------------------------------
+    sync_pool_max: int = _doc(
+        "Connections of the sync service's own asyncpg pool (pulls and pushes), apart from the API pool that auth, "
+        "REST and /ready use; also the number of sync requests one API process runs at once.", default=8)
+    sync_statement_timeout_ms: int = _doc(
+        "statement_timeout of every sync statement, in ms; a pull or push that hits it is answered 503 SYNC152.",
+        default=30000)
+    sync_retry_after: int = _doc("Retry-After seconds of the sync 429/503 answers SYNC150, SYNC151 and SYNC152.",
+                                 default=1)
+    sync_per_user_max: int = _doc(
+        "Sync requests one user (token `sub`; callers without one share their role's) may run at once per API "
+        "process; more are answered 429 SYNC150.", default=4)
+    sync_queue_ms: int = _doc(
+        "How long a sync request waits for one of the process's SYNC_POOL_MAX slots, in ms, before 503 SYNC151.",
+        default=2000)
+
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
 
@@ -248,6 +264,11 @@ class Settings:
         _check(1 <= self.sync_live_max_per_user <= self.sync_live_max_connections, "SYNC_LIVE_MAX_PER_USER",
                "must be >= 1 and <= SYNC_LIVE_MAX_CONNECTIONS")
         _check(self.sync_live_check_max >= 1, "SYNC_LIVE_CHECK_MAX", "must be at least 1")
+        _check(1 <= self.sync_pool_max <= 1000, "SYNC_POOL_MAX", "must be from 1 to 1000")
+        _check(self.sync_statement_timeout_ms >= 100, "SYNC_STATEMENT_TIMEOUT_MS", "must be at least 100")
+        _check(1 <= self.sync_retry_after <= 3600, "SYNC_RETRY_AFTER", "must be from 1 to 3600")
+        _check(self.sync_per_user_max >= 1, "SYNC_PER_USER_MAX", "must be at least 1")
+        _check(self.sync_queue_ms >= 0, "SYNC_QUEUE_MS", "must be >= 0")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")

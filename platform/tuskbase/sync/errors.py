@@ -36,10 +36,17 @@ LIVE_NOT_READY = ("SYNC131", 503)  # the live channel is not listening yet
 # Any endpoint (routes.py)
 UNAVAILABLE = ("SYNC140", 503)  # the database is starting, stopping or unreachable: retry after Retry-After
 
+# Load limits (limits.py): each answer carries Retry-After (TUSKBASE_SYNC_RETRY_AFTER)
+USER_BUSY = ("SYNC150", 429)  # this user already runs TUSKBASE_SYNC_PER_USER_MAX sync requests in this process
+BUSY = ("SYNC151", 503)  # no sync slot of this process came free within TUSKBASE_SYNC_QUEUE_MS
+TIMED_OUT = ("SYNC152", 503)  # a sync statement ran past TUSKBASE_SYNC_STATEMENT_TIMEOUT_MS
+
 
 class SyncError(Exception):
-    def __init__(self, kind: tuple[str, int], message: str, details: Any = None) -> None:
+    def __init__(self, kind: tuple[str, int], message: str, details: Any = None, *,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
         self.code, self.status = kind
         self.message = message
         self.details = details

@@ -26,14 +26,32 @@ from tuskbase.sync import metrics
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
 from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, SyncError
+from tuskbase.sync.limits import ClientGone, SyncLimits
 from tuskbase.tokens import TokenError
 
 log = logging.getLogger("tuskbase.sync")
 JSON = MediaType.JSON
+# What a request whose client went away is logged with (nginx's "client closed request"); nobody receives it.
+CLIENT_GONE = 499
 
 
-def _error(error: SyncError) -> Response[bytes]:
-    return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
+def error_response(error: SyncError) -> Response[bytes]:
+    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
+    return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON,
+                    headers=headers)
+
+
+_error = error_response
+
+
+def gone_response() -> Response[bytes]:
+    return Response(b"", status_code=CLIENT_GONE)
+
+
+def limited(request: Request, claims: dict[str, Any], work: Any) -> Any:
+    """`work()` under the sync load limits, cancelled if the client disconnects (see limits.py)."""
+    limits: SyncLimits = request.app.state.sync_limits
+    return limits.run(pull_module.user_key(claims), request.receive, work)
 
 
 def unavailable_answer(settings: Any, error: Exception) -> tuple[bytes, str]:
@@ -68,13 +86,15 @@ async def pull_route(request: Request) -> Response[bytes]:
         claims, claims_json = await _identity(request)
         body = await _body(request)
         state = request.app.state
-        result = await pull_module.pull(
-            state.pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
+        result = await limited(request, claims, lambda: pull_module.pull(
+            state.sync_pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
             limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
             quick=getattr(state, "sync_quick", None),
-        )
+        ))
     except SyncError as error:
         return _error(error)
+    except ClientGone:
+        return gone_response()
     except Exception as error:
         return unavailable_response(request, error)
     return Response(result.body(), media_type=JSON)
@@ -86,12 +106,15 @@ async def push_route(request: Request) -> Response[bytes]:
         claims, claims_json = await _identity(request)
         body = await _body(request)
         state = request.app.state
-        result = await push_module.push(
-            state.pool, claims, claims_json, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
-            cursor=body.get("cursor"), changes=body.get("changes"), settings=state.settings,
-        )
+        result = await limited(request, claims, lambda: push_module.push(
+            state.sync_pool, claims, claims_json, client_id=body.get("client_id"),
+            mutation_id=body.get("mutation_id"), cursor=body.get("cursor"), changes=body.get("changes"),
+            settings=state.settings,
+        ))
     except SyncError as error:
         return _error(error)
+    except ClientGone:
+        return gone_response()
     except Exception as error:
         return unavailable_response(request, error)
     return Response(result.body, status_code=result.status, media_type=JSON)
@@ -147,14 +170,17 @@ def _serve_pull_directly(app: Any) -> None:
             if raw is None:
                 raise SyncError(BAD_REQUEST, "the body is missing or too large")
             body = sync_body.decode_object(raw, state.settings)
-            result = await pull_module.pull(
-                state.pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
+            result = await state.sync_limits.run(pull_module.user_key(claims), receive, lambda: pull_module.pull(
+                state.sync_pool, claims, claims_json, client_id=body.get("client_id"), cursor=body.get("cursor"),
                 limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
                 quick=state.sync_quick,
-            )
+            ))
         except SyncError as error:
-            await _send(send, error.status, msgspec.json.encode(error.to_json()))
+            retry = [(b"retry-after", str(error.retry_after).encode())] if error.retry_after is not None else None
+            await _send(send, error.status, msgspec.json.encode(error.to_json()), retry)
             return
+        except ClientGone:
+            return  # nobody to answer
         except Exception as error:
             body, retry_after = unavailable_answer(state.settings, error)
             await _send(send, UNAVAILABLE[1], body, [(b"retry-after", retry_after.encode())])
@@ -177,10 +203,14 @@ async def start_sync(app: Any) -> None:
 
     from tuskbase import db
 
-    url = db.authenticator_url(app.state.settings)
+    settings = app.state.settings
+    url = db.authenticator_url(settings)
+    # Sync has connections of its own, which auth, REST and /ready never wait for, and bounded admission to them.
+    app.state.sync_pool = await db.create_sync_pool(settings)
+    app.state.sync_limits = SyncLimits.from_settings(settings)
     app.state.sync_quick = pull_module.QuickConnections(
-        lambda: asyncpg.connect(url, server_settings={"application_name": "tuskbase-sync"}),
-        app.state.settings.db_pool_max,
+        lambda: asyncpg.connect(url, server_settings=db.sync_server_settings(settings)),
+        settings.sync_pool_max,
     )
     await metrics.start(app)
     _serve_pull_directly(app)
@@ -191,6 +221,9 @@ async def stop_sync(app: Any) -> None:
     quick = getattr(app.state, "sync_quick", None)
     if quick is not None:
         await quick.close()
+    pool = getattr(app.state, "sync_pool", None)
+    if pool is not None:
+        await pool.close()
 
 
 ROUTES: list[Any] = [pull_route, push_route]

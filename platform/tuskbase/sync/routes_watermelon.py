@@ -14,20 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import MediaType, Request, Response, get, post
 
 from tuskbase.sync import body as sync_body
 from tuskbase.sync import watermelon
 from tuskbase.sync.errors import BAD_RECORD, UNAUTHORIZED, SyncError
-from tuskbase.sync.routes import unavailable_response
+from tuskbase.sync.limits import ClientGone
+from tuskbase.sync.routes import error_response, gone_response, limited, unavailable_response
 from tuskbase.tokens import TokenError
 
 JSON = MediaType.JSON
 
 
-def _error(error: SyncError) -> Response[bytes]:
-    return Response(msgspec.json.encode(error.to_json()), status_code=error.status, media_type=JSON)
+_error = error_response
 
 
 def _identity(request: Request) -> tuple[dict[str, Any], str]:
@@ -43,9 +42,12 @@ async def watermelon_pull(request: Request) -> Response[bytes]:
     try:
         claims, claims_json = _identity(request)
         state = request.app.state
-        answer = await watermelon.pull(state.pool, claims, claims_json, request.query_params, state.settings)
+        answer = await limited(request, claims, lambda: watermelon.pull(
+            state.sync_pool, claims, claims_json, request.query_params, state.settings))
     except SyncError as error:
         return _error(error)
+    except ClientGone:
+        return gone_response()
     except Exception as error:
         return unavailable_response(request, error)
     return Response(answer.body(), media_type=JSON)
@@ -57,9 +59,12 @@ async def watermelon_push(request: Request) -> Response[bytes]:
         claims, claims_json = _identity(request)
         state = request.app.state
         body = sync_body.decode(await request.body(), state.settings, kind=BAD_RECORD)
-        answer = await watermelon.push(state.pool, claims, claims_json, request.query_params, body, state.settings)
+        answer = await limited(request, claims, lambda: watermelon.push(
+            state.sync_pool, claims, claims_json, request.query_params, body, state.settings))
     except SyncError as error:
         return _error(error)
+    except ClientGone:
+        return gone_response()
     except Exception as error:
         return unavailable_response(request, error)
     return Response(answer, media_type=JSON)
