@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -109,13 +111,47 @@ def feed_command() -> list[str] | None:
     return [sys.executable, "-m", "tuskbase.cli", "feed"]
 
 
-def wait_ready(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:
+@dataclass
+class Child:
+    """One process of the dev stack, restarted by `supervise` when it dies."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0  # deaths in a row, each within RESTART_STABLE_AFTER of its start
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        # Its own process group: Ctrl-C in the terminal reaches only `dev`, which stops children in order,
+        # and a dead child's own children (granian or Dramatiq workers) can be killed with it.
+        self.process = subprocess.Popen(self.command, env=self.env, preexec_fn=os.setpgrp)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+# A child that ran this long before dying is restarted quickly again: its crash is not a crash loop.
+RESTART_STABLE_AFTER = 60.0
+RESTART_FIRST_DELAY = 0.5
+
+
+def restart_delay(quick_deaths: int, max_delay: float) -> float:
+    """Exponential backoff: 0.5 s, 1 s, 2 s, ... up to `max_delay`."""
+    return min(max_delay, RESTART_FIRST_DELAY * 2 ** min(quick_deaths, 32))
+
+
+def wait_ready(settings: Settings, children: list[Child]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     url = f"http://{settings.host}:{settings.port}/ready"
     while time.monotonic() < deadline:
         for child in children:
-            if child.poll() is not None:
-                raise CommandError(f"{' '.join(child.args[2:4])} exited with status {child.returncode}")
+            if child.process is not None and child.process.poll() is not None:
+                raise CommandError(f"{child.name} exited with status {child.process.returncode} while starting")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -145,29 +181,51 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
-def supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    """Block until Ctrl-C / SIGTERM (0) or until a child dies (1)."""
+def supervise(children: list[Child], max_delay: float) -> int:
+    """Restart every child that dies (with backoff) until Ctrl-C / SIGTERM; returns 0 then."""
     try:
         while True:
+            now = time.monotonic()
             for child in children:
-                if child.poll() is not None:
-                    say(f"{' '.join(map(str, child.args[:4]))} exited with status {child.returncode}; stopping")
-                    return 1
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        child.start()
+                        say(f"{child.name} restarted (pid {child.process.pid})")
+                elif not child.running:
+                    _schedule_restart(child, now, max_delay)
             time.sleep(0.2)
     except StopRequested:
         return 0
 
 
-def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+def _schedule_restart(child: Child, now: float, max_delay: float) -> None:
+    assert child.process is not None
+    _kill_group(child.process)  # what the dead child started (its workers) must not outlive it
+    if now - child.started_at >= RESTART_STABLE_AFTER:
+        child.quick_deaths = 0
+    delay = restart_delay(child.quick_deaths, max_delay)
+    child.quick_deaths += 1
+    say(f"{child.name} (pid {child.process.pid}) exited with status {child.process.returncode}; "
+        f"restarting it in {delay:g}s")
+    child.restart_at = now + delay
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop_children(children: list[Child]) -> None:
+    running = [child.process for child in children if child.running]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
-    for child in children:
+    for process in running:
         try:
-            child.wait(max(0.1, deadline - time.monotonic()))
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
+            process.kill()
+        _kill_group(process)
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
@@ -191,19 +249,19 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
     server = start_embedded(settings) if settings.embedded else None
     if server is None:
         say(f"using the database at {_redact(db.admin_url(settings))} (TUSKBASE_DATABASE_URL)")
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     try:
         check_database(settings)
         prepare_schema(settings)
         env = child_environment(settings)
-        commands = [server_command(settings), worker_command(settings)]
+        children = [Child("api", server_command(settings), env), Child("worker", worker_command(settings), env)]
         if feed := feed_command():
-            commands.append(feed)
-        # Children ignore Ctrl-C from the terminal: this process stops them in order instead.
-        children = [subprocess.Popen(c, env=env, preexec_fn=os.setpgrp) for c in commands]
+            children.append(Child("feed", feed, env))
+        for child in children:
+            child.start()
         wait_ready(settings, children)
         print_banner(settings, time.monotonic() - started)
-        return supervise(children)
+        return supervise(children, settings.dev_restart_max_delay)
     except StopRequested:
         return 0  # Ctrl-C while starting is as normal a way to end `dev` as Ctrl-C once it runs
     finally:

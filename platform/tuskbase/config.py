@@ -217,6 +217,13 @@ class Settings:
     worker_processes: int = _doc("Dramatiq worker processes.", default=1)
     worker_threads: int = _doc("Dramatiq threads per worker process.", default=4)
 
+    # --- dev stack (`tuskbase dev`) ----------------------------------------------------------------------
+    dev_restart_max_delay: int = _doc(
+        "Longest wait, in seconds, before `tuskbase dev` restarts a child process (API, worker, feed) that "
+        "died; the wait doubles from 0.5 s with each quick death in a row.",
+        default=30,
+    )
+
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "PORT", "must be a port number from 1 to 65535")
         _check(1 <= self.db_port <= 65535, "DB_PORT", "must be a port number from 1 to 65535")
@@ -238,6 +245,7 @@ class Settings:
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")
         _check(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "must be at least 1024")
+        _check(self.dev_restart_max_delay >= 1, "DEV_RESTART_MAX_DELAY", "must be at least 1")
         _check(self.jwt_exp >= 60, "JWT_EXP", "must be at least 60 seconds")
         _check(
             not self.jwt_secret or len(self.jwt_secret) >= 32, "JWT_SECRET", "must be at least 32 characters"

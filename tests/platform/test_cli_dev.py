@@ -160,3 +160,104 @@ def test_dev_on_an_external_database(workdir, database):
     assert "using the database at postgresql://postgres@127.0.0.1:" in out
     assert "starting the embedded Postgres" not in out
     assert not (workdir / ".tuskbase" / "pgdata").exists()
+
+
+# --- a dev stack that behaves (issue 11) -------------------------------------------------------------------
+
+
+def child_pid(parent: subprocess.Popen[str], pattern: str) -> int:
+    """The pid of `parent`'s child whose command line matches `pattern` (pgrep -f)."""
+    found = subprocess.run(["pgrep", "-P", str(parent.pid), "-f", pattern], capture_output=True, text=True)
+    pids = [int(pid) for pid in found.stdout.split()]
+    assert len(pids) == 1, f"children matching {pattern!r}: {pids}"
+    return pids[0]
+
+
+def user_headers(workdir: Path, user_id: str) -> dict[str, str]:
+    """Headers of a signed-in user of the dev stack in `workdir`, signed with the stack's own secret."""
+    from tuskbase.tokens import Signer
+
+    signer = Signer(secret=(workdir / ".tuskbase" / "jwt_secret").read_text().strip(), issuer="tuskbase")
+    now = int(time.time())
+    token = signer.sign({"sub": user_id, "role": "authenticated", "aud": "authenticated", "iat": now,
+                         "exp": now + 3600, "iss": "tuskbase"})
+    return {"apikey": signer.api_key("anon"), "Authorization": f"Bearer {token}"}
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, within: float = 30.0) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        out = output_of(process)
+        for line in out.splitlines():
+            if text in line:
+                return line
+        time.sleep(0.1)
+    raise AssertionError(f"no line with {text!r} within {within}s:\n{output_of(process)}")
+
+
+def test_a_killed_feed_is_restarted_and_every_write_reaches_the_feed_once(workdir):
+    import threading
+    import uuid
+
+    env = dev_env(workdir)
+    process = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, process)
+    api = f"http://127.0.0.1:{env['TUSKBASE_PORT']}"
+    user = str(uuid.uuid4())
+    http = httpx.Client(base_url=api, headers=user_headers(workdir, user), timeout=30)
+    try:
+        first = http.post("/sync/v1/pull", json={"client_id": "device", "cursor": None})
+        assert first.status_code == 200, first.text
+        cursor = first.json()["cursor"]
+        feed_pid = child_pid(process, "tuskbase.cli feed")
+
+        statuses: list[int] = []
+        ids: list[str] = []
+
+        def write(count: int) -> None:
+            writer = httpx.Client(base_url=api, headers={**http.headers, "Prefer": "return=representation"},
+                                  timeout=30)
+            for n in range(count):
+                response = writer.post("/rest/v1/lists", json={"title": f"write {n}"})
+                statuses.append(response.status_code)
+                if response.status_code == 201:
+                    ids.append(response.json()[0]["id"])
+
+        writer = threading.Thread(target=write, args=(400,))
+        writer.start()
+        while len(statuses) < 100 and writer.is_alive():
+            time.sleep(0.01)
+        os.kill(feed_pid, signal.SIGKILL)
+        writer.join(timeout=120)
+
+        died = wait_for_line(process, f"feed (pid {feed_pid}) exited with status -9; restarting it in")
+        restarted = wait_for_line(process, "feed restarted (pid ")
+        new_pid = child_pid(process, "tuskbase.cli feed")
+        assert new_pid != feed_pid and f"(pid {new_pid})" in restarted, (died, restarted)
+        assert statuses == [201] * 400, [s for s in statuses if s != 201]
+
+        # Every write reaches the device through the change log, exactly once, after the restart.
+        created: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(created) < 400 and time.monotonic() < deadline:
+            answer = http.post("/sync/v1/pull", json={"client_id": "device", "cursor": cursor}).json()
+            assert not answer["reset"], answer
+            created += [row["id"] for row in answer["changes"].get("lists", {}).get("created", [])]
+            cursor = answer["cursor"]
+            if not answer["has_more"]:
+                time.sleep(0.2)
+        assert sorted(created) == sorted(ids)
+        db_url = f"postgresql://postgres@127.0.0.1:{env['TUSKBASE_DB_PORT']}/tuskbase"
+        logged: list[str] = []
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while len(logged) < 400 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                logged = [key for (key,) in conn.execute(
+                    "select c.key->>'id' from sync.changes c join sync.tables t on t.id = c.tbl "
+                    "where t.relid = 'public.lists'::regclass and c.op = 'I'")]
+        assert sorted(logged) == sorted(ids), "the change log holds each insert exactly once"
+    finally:
+        http.close()
+        out = interrupt(process)
+    assert process.returncode == 0, out
+    assert not port_open(int(env["TUSKBASE_DB_PORT"]))
