@@ -46,6 +46,14 @@ def start_embedded(settings: Settings) -> EmbeddedPostgres:
     return server
 
 
+def stop_embedded(server: EmbeddedPostgres, quiet: bool = False) -> None:
+    if server.stop():
+        if not quiet:
+            say("stopped the embedded Postgres")
+    else:
+        say("left the embedded Postgres running: another tuskbase command on this data dir still uses it")
+
+
 def check_database(settings: Settings) -> None:
     """Fail with one line when the database cannot be reached; warn when logical decoding is off."""
     url = db.admin_url(settings)
@@ -267,8 +275,7 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         stop_children(children)
         if server is not None:
-            say("stopping the embedded Postgres")
-            server.stop()
+            stop_embedded(server)
 
 
 def print_banner(settings: Settings, seconds: float) -> None:
@@ -314,7 +321,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
         prepare_schema(settings)
     finally:
         if server is not None:
-            server.stop()
+            stop_embedded(server, quiet=True)
     return 0
 
 
@@ -330,7 +337,7 @@ def cmd_policies(settings: Settings, args: argparse.Namespace) -> int:
                        paths=args.paths or None)
     finally:
         if server is not None:
-            server.stop()
+            stop_embedded(server, quiet=True)
     return 0
 
 

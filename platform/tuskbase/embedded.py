@@ -8,6 +8,8 @@ dedicated system user that owns only the data folder (Postgres refuses to run as
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -15,7 +17,8 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SYSTEM_USER = "tuskbase-pg"
@@ -52,6 +55,7 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int
     extra_options: dict[str, str] | None = None
+    _lease: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def pgdata(self) -> Path:
@@ -67,14 +71,37 @@ class EmbeddedPostgres:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self, log=print) -> None:
-        """Initialise the cluster if needed and start it; a running server of this folder is reused."""
+        """Initialise the cluster if needed and start it; a running server of this folder is reused.
+
+        Every command using the server holds a shared lease on `data_dir/embedded.lease` until `stop()`;
+        the last one out stops the server, so `tuskbase migrate` beside a running `tuskbase dev` uses its
+        server without stopping it.
+        """
         self._prepare_folder(log)
-        if not (self.pgdata / "PG_VERSION").exists():
-            log(f"initialising a new Postgres cluster in {self.pgdata}")
-            self._run("initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-                      "--no-instructions")
-        if self.is_running():
-            return
+        with self._deciding():
+            if not (self.pgdata / "PG_VERSION").exists():
+                log(f"initialising a new Postgres cluster in {self.pgdata}")
+                self._run("initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
+                          "--no-instructions")
+            if self.is_running():
+                if self._leased_by_others():
+                    log("the embedded Postgres of this data dir is already running for another tuskbase "
+                        "command: using it, and leaving it running")
+            else:
+                self._start_server()
+            self._take_lease()
+
+    def stop(self) -> bool:
+        """Give up this command's lease; stop the server unless another command still uses it (then False)."""
+        with self._deciding():
+            self._drop_lease()
+            if self._leased_by_others():
+                return False
+            if self.is_running():
+                self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop")
+            return True
+
+    def _start_server(self) -> None:
         self._check_port_free()
         options = " ".join(f"-c {k}={v}" for k, v in {**SERVER_OPTIONS, **(self.extra_options or {})}.items())
         log_file = self.pgdata / "server.log"
@@ -85,9 +112,43 @@ class EmbeddedPostgres:
             tail = _tail(log_file)
             raise EmbeddedPostgresError(f"{error}; server log: {tail}") from None
 
-    def stop(self) -> None:
-        if self.is_running():
-            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop")
+    # -- the lease: which commands use the server ------------------------------------------------------
+    # flock locks belong to an open file and vanish with the process, so a command killed with -9 holds
+    # nothing; the descriptors are not inherited (Python opens them close-on-exec), so neither the server
+    # nor the children of `dev` hold them.
+
+    @contextlib.contextmanager
+    def _deciding(self) -> Iterator[None]:
+        """One command at a time decides to start or stop the server of this data dir."""
+        fd = os.open(self.data_dir.resolve() / "embedded.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _lease_path(self) -> Path:
+        return self.data_dir.resolve() / "embedded.lease"
+
+    def _take_lease(self) -> None:
+        if self._lease is None:
+            self._lease = os.open(self._lease_path(), os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lease, fcntl.LOCK_SH)
+
+    def _drop_lease(self) -> None:
+        if self._lease is not None:
+            os.close(self._lease)
+            self._lease = None
+
+    def _leased_by_others(self) -> bool:
+        fd = os.open(self._lease_path(), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also releases the probe's lock
+        return False
 
     def is_running(self) -> bool:
         if not (self.pgdata / "postmaster.pid").exists():

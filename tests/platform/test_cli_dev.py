@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import psycopg
@@ -260,4 +261,31 @@ def test_a_killed_feed_is_restarted_and_every_write_reaches_the_feed_once(workdi
         http.close()
         out = interrupt(process)
     assert process.returncode == 0, out
+    assert not port_open(int(env["TUSKBASE_DB_PORT"]))
+
+
+def test_commands_beside_a_running_dev_stack_use_its_database_and_leave_it_running(workdir):
+    env = dev_env(workdir)
+    process = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, process)
+    api = f"http://127.0.0.1:{env['TUSKBASE_PORT']}"
+    try:
+        for command in (["migrate"], ["policies", "apply", "--dry-run"]):
+            code, out = run_to_end(*command, env=env, cwd=workdir)
+            assert code == 0, out
+            assert httpx.get(f"{api}/ready").status_code == 200, f"`{' '.join(command)}` stopped the stack's database"
+            assert httpx.get(f"{api}/rest/v1/lists", headers=user_headers(workdir, str(uuid4()))).status_code == 200
+            assert "already running for another tuskbase command" in out, out
+            assert "left the embedded Postgres running" in out, out
+    finally:
+        out = interrupt(process)
+    assert process.returncode == 0, out
+    assert not port_open(int(env["TUSKBASE_DB_PORT"])), "the stack, the last user, did not stop its Postgres"
+
+
+def test_a_one_shot_command_alone_stops_the_server_it_started(workdir):
+    env = dev_env(workdir)
+    code, out = run_to_end("migrate", env=env, cwd=workdir)
+    assert code == 0, out
+    assert "already running" not in out
     assert not port_open(int(env["TUSKBASE_DB_PORT"]))
