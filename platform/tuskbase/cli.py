@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +95,24 @@ def _redact(url: str) -> str:
 
 
 # --- processes ----------------------------------------------------------------------------------------
+
+
+def check_api_port_free(settings: Settings) -> None:
+    """Refuse a taken API port in one line.
+
+    granian binds with SO_REUSEPORT, so a second stack on a taken port would start anyway, share the port with
+    the first, and take the first one's answer to its readiness probe for its own. This probe binds without
+    SO_REUSEPORT, which any listener on the port makes fail (SO_REUSEADDR only lets a port in TIME_WAIT be reused).
+    """
+    family, kind, proto, _name, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            raise CommandError(
+                f"port {settings.host}:{settings.port} is taken; set TUSKBASE_PORT to a free port"
+            ) from None
 
 
 def server_command(settings: Settings) -> list[str]:
@@ -254,6 +273,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
     started = time.monotonic()
     stop_on_signals()
+    check_api_port_free(settings)
     server = start_embedded(settings) if settings.embedded else None
     if server is None:
         say(f"using the database at {_redact(db.admin_url(settings))} (TUSKBASE_DATABASE_URL)")
@@ -295,6 +315,7 @@ def print_banner(settings: Settings, seconds: float) -> None:
 
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    check_api_port_free(settings)
     check_database(settings)
     env = dict(os.environ)
     observability.prepare_multiprocess(settings, env)

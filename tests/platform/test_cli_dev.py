@@ -103,7 +103,11 @@ def test_dev_starts_everything_and_keeps_data_across_runs(workdir):
 
 def run_to_end(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
     process = tuskbase(*args, env=env, cwd=cwd)
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        interrupt(process)  # a command that should have ended must not outlive the test
+        raise AssertionError(f"`tuskbase {' '.join(args)}` did not end:\n{output_of(process)}") from None
     return process.returncode, output_of(process).strip()
 
 
@@ -289,3 +293,18 @@ def test_a_one_shot_command_alone_stops_the_server_it_started(workdir):
     assert code == 0, out
     assert "already running" not in out
     assert not port_open(int(env["TUSKBASE_DB_PORT"]))
+
+
+def test_taken_api_port_is_one_line(workdir):
+    """A listener with SO_REUSEPORT (as granian binds) on the API port: `dev` must refuse it, not share it."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = dev_env(workdir, TUSKBASE_PORT=str(port))
+        code, out = run_to_end("dev", env=env, cwd=workdir)
+    assert code == 1, out
+    assert out.splitlines()[-1] == f"tuskbase: error: port 127.0.0.1:{port} is taken; set TUSKBASE_PORT to a free port"
+    assert not port_open(int(env["TUSKBASE_DB_PORT"]))
+    assert not (workdir / ".tuskbase" / "pgdata").exists(), "refused before anything started"
