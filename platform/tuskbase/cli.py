@@ -363,10 +363,26 @@ def cmd_policies(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(settings: Settings, _args: argparse.Namespace) -> int:
-    signer = Signer.from_settings(settings)
+    # Never generate a secret here: keys of a new secret would work against no running stack.
+    signer = Signer(secret=existing_jwt_secret(settings), issuer=settings.jwt_issuer)
     print(f"anon key:         {signer.api_key('anon')}")
     print(f"service_role key: {signer.api_key('service_role')}")
     return 0
+
+
+def existing_jwt_secret(settings: Settings) -> str:
+    """The secret the stack signs with: the setting, else the one `dev` or `serve` generated into data_dir."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    data_dir = settings.data_dir.resolve()
+    path = data_dir / "jwt_secret"
+    if not path.is_file():
+        missing = "no data dir" if not data_dir.is_dir() else "no jwt_secret in the data dir"
+        raise CommandError(
+            f"{missing} at {data_dir}: run `tuskbase keys` where `tuskbase dev` runs, or set TUSKBASE_DATA_DIR "
+            "to the data dir of the running stack (or TUSKBASE_JWT_SECRET)"
+        )
+    return path.read_text().strip()
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {

@@ -281,6 +281,14 @@ def test_commands_beside_a_running_dev_stack_use_its_database_and_leave_it_runni
             assert httpx.get(f"{api}/rest/v1/lists", headers=user_headers(workdir, str(uuid4()))).status_code == 200
             assert "already running for another tuskbase command" in out, out
             assert "left the embedded Postgres running" in out, out
+
+        # `keys` beside the stack prints the stack's own keys, and they work against it.
+        code, out = run_to_end("keys", env=env, cwd=workdir)
+        assert code == 0, out
+        assert out.splitlines()[0].startswith("anon key:") and out.splitlines()[0] in output_of(process)
+        service = out.splitlines()[1].removeprefix("service_role key:").strip()
+        assert f"service_role key: {service}" in output_of(process), "not the keys of the banner"
+        assert httpx.get(f"{api}/rest/v1/lists", headers={"apikey": service}).status_code == 200
     finally:
         out = interrupt(process)
     assert process.returncode == 0, out
@@ -308,3 +316,16 @@ def test_taken_api_port_is_one_line(workdir):
     assert out.splitlines()[-1] == f"tuskbase: error: port 127.0.0.1:{port} is taken; set TUSKBASE_PORT to a free port"
     assert not port_open(int(env["TUSKBASE_DB_PORT"]))
     assert not (workdir / ".tuskbase" / "pgdata").exists(), "refused before anything started"
+
+
+def test_keys_without_a_data_dir_invent_no_secret(workdir):
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    env = dev_env(workdir)
+    env.pop("TUSKBASE_DATA_DIR")
+    code, out = run_to_end("keys", env=env, cwd=elsewhere)
+    assert code == 1, out
+    assert out == (f"tuskbase: error: no data dir at {elsewhere / '.tuskbase'}: run `tuskbase keys` where "
+                   "`tuskbase dev` runs, or set TUSKBASE_DATA_DIR to the data dir of the running stack "
+                   "(or TUSKBASE_JWT_SECRET)")
+    assert not (elsewhere / ".tuskbase").exists(), "a secret was generated"
