@@ -190,7 +190,8 @@ def _clause(label: str, value: object) -> str:
         return "(none)"
     if isinstance(value, tuple):
         return ", ".join(map(str, value))
-    return f"({value})" if label in ("using", "with check") else str(value)
+    text = " ".join(str(value).split())  # one line per difference, whatever the deparsed layout
+    return f"({text})" if label in ("using", "with check") else text
 
 
 class _Unchanged(Exception):
