@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,8 +255,21 @@ def stop_children(children: list[Child]) -> None:
         _kill_group(process)
 
 
+# Defaults of `tuskbase dev` that differ from a deployment's, each overridden by setting the variable. Email
+# confirmations are off, as in Supabase's local stack (`enable_confirmations = false`): a fresh sign-up can
+# sign in without fishing the code out of the console.
+DEV_DEFAULTS = {"TUSKBASE_AUTH_EMAIL_AUTOCONFIRM": "true"}
+
+
+def dev_settings(settings: Settings, environ: Mapping[str, str] = os.environ) -> Settings:
+    """The settings `dev` itself uses (its banner), with DEV_DEFAULTS for the variables not set."""
+    if "TUSKBASE_AUTH_EMAIL_AUTOCONFIRM" not in environ:
+        return settings.replace(auth_email_autoconfirm=True)
+    return settings
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**DEV_DEFAULTS, **os.environ}
     env["TUSKBASE_DATA_DIR"] = str(settings.data_dir.resolve())
     if settings.app_dir is not None:
         env["TUSKBASE_APP_DIR"] = str(settings.app_dir.resolve())
@@ -271,6 +284,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    settings = dev_settings(settings)
     started = time.monotonic()
     stop_on_signals()
     check_api_port_free(settings)
@@ -305,7 +319,8 @@ def print_banner(settings: Settings, seconds: float) -> None:
         f"  API URL:          {settings.api_url}\n"
         f"  REST:             {settings.api_url}/rest/v1\n"
         f"  Auth:             {settings.api_url}/auth/v1 (mails: "
-        f"{'SMTP' if settings.smtp_url else 'console and table auth.mail_outbox'})\n"
+        f"{'SMTP' if settings.smtp_url else 'console and table auth.mail_outbox'}; email confirmations "
+        f"{'off' if settings.auth_email_autoconfirm else 'on'})\n"
         f"  Database:         {_redact(db.admin_url(settings))}\n"
         f"  anon key:         {signer.api_key('anon')}\n"
         f"  service_role key: {signer.api_key('service_role')}\n"

@@ -72,7 +72,9 @@ class Settings:
         "one or more PEM public keys. Drop them once the tokens they signed have expired (JWT_EXP).",
         default="",
     )
-    auth_site_url: str = _doc("Where mail links and OAuth sign-ins land by default; empty: the public URL.", default="")
+    auth_site_url: str = _doc(
+        "Where mail links and OAuth sign-ins land by default; empty: the API's page /auth/v1/landing, which says "
+        "what happened.", default="")
     auth_redirect_urls: str = _doc(
         "Comma-separated allow list of `redirect_to` URLs (`*` matches within a path segment, `**` across).",
         default="",
@@ -81,7 +83,9 @@ class Settings:
     auth_anonymous_enabled: bool = _doc("Allow anonymous sign-in (`POST /auth/v1/signup` with no email).",
                                         default=False)
     auth_email_autoconfirm: bool = _doc(
-        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first).", default=False
+        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first). `tuskbase dev` "
+        "defaults it to true, as Supabase's local stack does; set it to false there to test confirmations.",
+        default=False
     )
     auth_password_min_length: int = _doc("Shortest password accepted.", default=8)
     auth_password_required_characters: str = _doc(

@@ -329,3 +329,31 @@ def test_keys_without_a_data_dir_invent_no_secret(workdir):
                    "`tuskbase dev` runs, or set TUSKBASE_DATA_DIR to the data dir of the running stack "
                    "(or TUSKBASE_JWT_SECRET)")
     assert not (elsewhere / ".tuskbase").exists(), "a secret was generated"
+
+
+def test_dev_signs_up_without_email_confirmation_as_supabase_local_does(workdir):
+    env = dev_env(workdir)
+    process = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, process)
+    api = f"http://127.0.0.1:{env['TUSKBASE_PORT']}/auth/v1"
+    try:
+        anon = {"apikey": user_headers(workdir, str(uuid4()))["apikey"]}
+        credentials = {"email": "new@example.com", "password": "pw-123456789"}
+        signup = httpx.post(f"{api}/signup", headers=anon, json=credentials)
+        assert signup.status_code == 200, signup.text
+        assert signup.json()["access_token"], "a fresh sign-up must get a session at once"
+        signin = httpx.post(f"{api}/token?grant_type=password", headers=anon,
+                            json=credentials)
+        assert signin.status_code == 200, signin.text
+    finally:
+        out = interrupt(process)
+    assert "email confirmations off" in out
+
+
+def test_dev_keeps_confirmations_on_when_the_setting_says_so():
+    from tuskbase.cli import dev_settings
+    from tuskbase.config import load
+
+    assert dev_settings(load({}), {}).auth_email_autoconfirm is True
+    explicit = {"TUSKBASE_AUTH_EMAIL_AUTOCONFIRM": "false"}
+    assert dev_settings(load(explicit), explicit).auth_email_autoconfirm is False
