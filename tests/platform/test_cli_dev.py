@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -357,3 +358,33 @@ def test_dev_keeps_confirmations_on_when_the_setting_says_so():
     assert dev_settings(load({}), {}).auth_email_autoconfirm is True
     explicit = {"TUSKBASE_AUTH_EMAIL_AUTOCONFIRM": "false"}
     assert dev_settings(load(explicit), explicit).auth_email_autoconfirm is False
+
+
+def test_a_killed_api_is_restarted_without_its_orphaned_workers(workdir):
+    """granian's master killed with -9 leaves its worker holding the port: the restart must kill that group."""
+    env = dev_env(workdir)
+    process = tuskbase("dev", env=env, cwd=workdir)
+    wait_ready(env, process)
+    try:
+        master = child_pid(process, "granian")
+        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
+                                                      text=True).stdout.split()]
+        assert workers, "granian runs its app in worker processes"
+        os.kill(master, signal.SIGKILL)
+        wait_for_line(process, f"api (pid {master}) exited with status -9; restarting it in")
+        wait_for_line(process, "api restarted (pid ")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{env['TUSKBASE_PORT']}/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the restarted API never answered /ready:\n{output_of(process)}")
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), \
+                f"worker {pid} of the killed API still runs"
+    finally:
+        out = interrupt(process)
+    assert process.returncode == 0, out
+    assert not port_open(int(env["TUSKBASE_PORT"]))
