@@ -72,7 +72,9 @@ class Settings:
         "one or more PEM public keys. Drop them once the tokens they signed have expired (JWT_EXP).",
         default="",
     )
-    auth_site_url: str = _doc("Where mail links and OAuth sign-ins land by default; empty: the public URL.", default="")
+    auth_site_url: str = _doc(
+        "Where mail links and OAuth sign-ins land by default; empty: the API's page /auth/v1/landing, which says "
+        "what happened.", default="")
     auth_redirect_urls: str = _doc(
         "Comma-separated allow list of `redirect_to` URLs (`*` matches within a path segment, `**` across).",
         default="",
@@ -81,7 +83,9 @@ class Settings:
     auth_anonymous_enabled: bool = _doc("Allow anonymous sign-in (`POST /auth/v1/signup` with no email).",
                                         default=False)
     auth_email_autoconfirm: bool = _doc(
-        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first).", default=False
+        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first). `tuskbase dev` "
+        "defaults it to true, as Supabase's local stack does; set it to false there to test confirmations.",
+        default=False
     )
     auth_password_min_length: int = _doc("Shortest password accepted.", default=8)
     auth_password_required_characters: str = _doc(
@@ -247,6 +251,13 @@ class Settings:
     worker_processes: int = _doc("Dramatiq worker processes.", default=1)
     worker_threads: int = _doc("Dramatiq threads per worker process.", default=4)
 
+    # --- dev stack (`tuskbase dev`) ----------------------------------------------------------------------
+    dev_restart_max_delay: int = _doc(
+        "Longest wait, in seconds, before `tuskbase dev` restarts a child process (API, worker, feed) that "
+        "died; the wait doubles from 0.5 s with each quick death in a row.",
+        default=30,
+    )
+
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "PORT", "must be a port number from 1 to 65535")
         _check(1 <= self.db_port <= 65535, "DB_PORT", "must be a port number from 1 to 65535")
@@ -275,6 +286,7 @@ class Settings:
         _check(8 <= self.sync_json_max_depth <= 512, "SYNC_JSON_MAX_DEPTH",
                "must be from 8 to 512 (the JSON parsers recurse, and give up near 1000 levels)")
         _check(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "must be at least 1024")
+        _check(self.dev_restart_max_delay >= 1, "DEV_RESTART_MAX_DELAY", "must be at least 1")
         _check(self.jwt_exp >= 60, "JWT_EXP", "must be at least 60 seconds")
         _check(
             not self.jwt_secret or len(self.jwt_secret) >= 32, "JWT_SECRET", "must be at least 32 characters"
