@@ -22,20 +22,19 @@ def say(line: str) -> None:
 
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[str]:
-    """The admin URL of the configured database; the embedded one is started if needed, and stopped only if
-    this command started it (a running `tuskbase dev` keeps its server)."""
+    """The admin URL of the configured database; the embedded one is started if needed. The command holds a
+    lease on it meanwhile (`EmbeddedPostgres.start`), so a running `tuskbase dev` keeps its server, and a dev
+    stack stopped meanwhile does not take the server away from under this command."""
     from tuskbase import db
     from tuskbase.embedded import EmbeddedPostgres
 
     server = None
     if settings.embedded:
         server = EmbeddedPostgres(settings.data_dir, settings.db_port)
-        if server.is_running():
-            server = None
-        else:
+        if not server.is_running():
             say(f"starting the embedded Postgres on 127.0.0.1:{settings.db_port} (data in {server.pgdata})")
-            server.start(log=say)  # its lines go to stderr too: `gen types` output stays clean
-            _create_database(server.url, db.DATABASE_NAME)
+        server.start(log=say)  # its lines go to stderr too: `gen types` output stays clean
+        _create_database(server.url, db.DATABASE_NAME)
     try:
         yield db.admin_url(settings)
     finally:
