@@ -26,6 +26,12 @@ $(WATERMELON_NODE)/node_modules/.installed: $(WATERMELON_NODE)/package.json $(WA
 	cd $(WATERMELON_NODE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# TypeScript and supabase-js, to type-check what `tuskbase gen types typescript` prints (tests/devtools).
+TYPEGEN_NODE := tests/devtools/node
+$(TYPEGEN_NODE)/node_modules/.installed: $(TYPEGEN_NODE)/package.json $(TYPEGEN_NODE)/package-lock.json
+	cd $(TYPEGEN_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Tools of the packaging tests (tests/packaging): the compose-spec schema (npm) and Debian's docker-compose.
 # The script writes the stamp only once both are there; a tool it cannot get makes its tests skip.
 PACKAGING_TOOLS := $(VENV)/tools
@@ -37,7 +43,8 @@ run: $(STAMP)
 	TUSKBASE_APP_DIR=$${TUSKBASE_APP_DIR:-$(APP)} $(BIN)/tuskbase dev
 
 ## test: the whole suite
-test: $(DEV_STAMP) $(WATERMELON_NODE)/node_modules/.installed $(PACKAGING_TOOLS)/.installed
+test: $(DEV_STAMP) $(WATERMELON_NODE)/node_modules/.installed $(TYPEGEN_NODE)/node_modules/.installed \
+      $(PACKAGING_TOOLS)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)

@@ -32,6 +32,14 @@ CREATE SCHEMA dramatiq;
 ALTER SCHEMA dramatiq OWNER TO postgres;
 
 --
+-- Name: extensions; Type: SCHEMA; Schema: -; Owner: postgres
+--
+
+CREATE SCHEMA extensions;
+
+ALTER SCHEMA extensions OWNER TO postgres;
+
+--
 -- Name: sync; Type: SCHEMA; Schema: -; Owner: postgres
 --
 
@@ -262,6 +270,7 @@ CREATE FUNCTION sync.enable(target regclass, conflict text DEFAULT 'lww'::text, 
 declare
   rule text := conflict;
   fn regprocedure;
+  key_columns text[];
 begin
   if (select relkind from pg_class where oid = target) <> 'r' then
     raise exception 'sync.enable: % is not a plain table (partitioned tables and views cannot sync)', target
@@ -277,6 +286,16 @@ begin
         rule using errcode = '22023';
     end if;
     rule := 'custom';
+  end if;
+  select array_agg(a.attname::text order by k.ord) into key_columns
+  from pg_index i cross join unnest(i.indkey) with ordinality k(attnum, ord)
+  join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+  where i.indrelid = target and i.indisprimary;
+  if served and cardinality(key_columns) > 1 then
+    raise warning 'sync.enable: % has a primary key of % columns (%): WatermelonDB cannot sync it (its records have one string id), so /sync/v1/watermelon leaves it out; /sync/v1/pull and /sync/v1/push serve it',
+      target, cardinality(key_columns), array_to_string(key_columns, ', ')
+      using hint = 'For WatermelonDB, give the table a one-column primary key (a surrogate id) and keep the pair '
+                   'unique; see "Composite keys" in the README. A table only policies read: served => false.';
   end if;
   execute format('alter table %s replica identity full', target);
   if not exists (select from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
@@ -1444,6 +1463,14 @@ GRANT USAGE ON SCHEMA auth TO anon;
 GRANT USAGE ON SCHEMA auth TO authenticated;
 GRANT USAGE ON SCHEMA auth TO service_role;
 GRANT USAGE ON SCHEMA auth TO tuskbase_auth;
+
+--
+-- Name: SCHEMA extensions; Type: ACL; Schema: -; Owner: postgres
+--
+
+GRANT USAGE ON SCHEMA extensions TO anon;
+GRANT USAGE ON SCHEMA extensions TO authenticated;
+GRANT USAGE ON SCHEMA extensions TO service_role;
 
 --
 -- Name: SCHEMA public; Type: ACL; Schema: -; Owner: pg_database_owner

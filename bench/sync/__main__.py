@@ -7,12 +7,14 @@
    the feed running as `tuskbase feed`;
 3. first pull of 100,000 rows for one user (every page of POST /sync/v1/pull at the maximum limit, over HTTP)
    against `COPY (select * from todos) TO STDOUT` of the same rows under the same user's RLS;
+3b. a selective user's first pull (one list's 1,000 rows of 300,000, policy `list_id in (select ...)` over an
+   indexed list_id) against COPY of the same rows selected by that index;
 4. an empty incremental pull (POST /sync/v1/pull, nothing changed) against `GET /rest/v1/todos?id=eq.<id>` of
    one row, both with wrk, same user, same connections, API under granian with 1 worker; rounds alternate the
    two (BENCH_ROUNDS, default 2) and the best of each is compared.
 
     python -m bench.sync
-    BENCH_CHANGES=100000 BENCH_SECONDS=5 BENCH_ONLY=feed,latency,first,empty python -m bench.sync
+    BENCH_CHANGES=100000 BENCH_SECONDS=5 BENCH_ONLY=feed,latency,first,selective,empty python -m bench.sync
 """
 
 from __future__ import annotations
@@ -242,6 +244,77 @@ def first_pull(url: str, base: str, rows: int) -> None:
           f"| ratio {best_copy / best_pull:.2f} (goal >= 0.3)", flush=True)
 
 
+# -- 3b. a selective user's first pull ------------------------------------------------------------------------
+
+NOTES = """
+create table public.notes (
+  id uuid primary key default gen_random_uuid(),
+  list_id uuid not null references public.lists (id),
+  body text not null
+);
+create index notes_list_id on public.notes (list_id);
+alter table public.notes enable row level security;
+grant select on public.notes to authenticated;
+create policy notes_select on public.notes for select to authenticated
+  using (list_id in (select m.list_id from public.list_members m where m.user_id = auth.uid()));
+select sync.enable('public.notes');
+"""
+
+
+def selective_pull(url: str, base: str, lists: int = 300, per_list: int = 1000) -> None:
+    """A user who sees one list's notes (per_list rows) of a table holding lists x per_list, spread over the
+    whole heap, against COPY of the same rows by the index (what the user can see, read directly)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(NOTES)
+        ids = [make_list(conn, OWNER) for _ in range(lists)]
+        conn.execute("insert into public.notes (list_id, body) "
+                     "select (%s::uuid[])[1 + g %% %s], 'note ' || g || repeat(' lorem', 30) "
+                     "from generate_series(0, %s) g", (ids, lists, lists * per_list - 1))
+        conn.execute("insert into public.list_members (list_id, user_id) values (%s, %s)", (ids[7], READER))
+        conn.execute("vacuum analyze")
+    same_rows = ("copy (select * from public.notes where list_id in "
+                 f"(select list_id from public.list_members where user_id = '{READER}')) to stdout")
+    claims = json.dumps({"sub": str(READER), "role": "authenticated"})
+
+    def best_copy(sql: str, as_reader: bool) -> float:
+        best = float("inf")
+        for _ in range(5):
+            with psycopg.connect(url) as conn:
+                if as_reader:
+                    conn.execute("select set_config('role', 'authenticated', true), "
+                                 "set_config('request.jwt.claims', %s, true)", (claims,))
+                started = time.perf_counter()
+                with conn.cursor().copy(sql) as copy:
+                    for _data in copy:
+                        pass
+                best = min(best, time.perf_counter() - started)
+        return best
+
+    ceiling = best_copy(same_rows, as_reader=False)
+    under_rls = best_copy("copy (select * from public.notes) to stdout", as_reader=True)
+    headers = {"apikey": Signer(JWT_SECRET, "tuskbase").api_key("anon"), "Authorization": f"Bearer {token(READER)}"}
+    best_pull = float("inf")
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+        for attempt in range(5):
+            started = time.perf_counter()
+            cursor, received = None, 0
+            while True:
+                answer = http.post("/sync/v1/pull", json={"client_id": f"bench-sel-{attempt}", "cursor": cursor,
+                                                          "tables": ["notes"], "limit": 10000})
+                answer.raise_for_status()
+                body = answer.json()
+                received += len(body["changes"]["notes"]["created"])
+                cursor = body["cursor"]
+                if not body["has_more"]:
+                    break
+            best_pull = min(best_pull, time.perf_counter() - started)
+            assert received == per_list, received
+    print(f"selective first pull ({per_list:,} of {lists * per_list:,} rows visible, policy `list_id in (select ...)`"
+          f"): {best_pull * 1000:.1f} ms | COPY of the same rows by the index: {ceiling * 1000:.1f} ms | ratio "
+          f"{ceiling / best_pull:.2f} (goal >= 0.3) | COPY of the table under the same RLS: {under_rls * 1000:.1f} ms",
+          flush=True)
+
+
 # -- 4. empty pull against a one-row REST read -------------------------------------------------------------
 
 
@@ -315,7 +388,7 @@ def main() -> None:
     changes = int(os.environ.get("BENCH_CHANGES", "200000"))
     seconds = int(os.environ.get("BENCH_SECONDS", "8"))
     connections = int(os.environ.get("BENCH_CLIENTS", "32"))
-    only = set(filter(None, os.environ.get("BENCH_ONLY", "feed,latency,first,empty").split(",")))
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "feed,latency,first,selective,empty").split(",")))
     with database() as (_server, url):
         settings = Settings(database_url=url, jwt_secret=JWT_SECRET,
                             sync_feed_batch=int(os.environ.get("TUSKBASE_SYNC_FEED_BATCH", "10000")))
@@ -327,11 +400,13 @@ def main() -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("vacuum analyze")
                 conn.execute("checkpoint")
-        if only & {"first", "empty"}:
+        if only & {"first", "empty", "selective"}:
             port = free_port()
             with serve(granian_command(port, 1), api_env(url, port), port) as base:
                 if "first" in only:
                     first_pull(url, base, 100_000)
+                if "selective" in only:
+                    selective_pull(url, base)
                 if "empty" in only:
                     empty_pull(url, base, seconds, connections)
 

@@ -1,14 +1,17 @@
-"""The `tuskbase` command: dev, serve, worker, feed, migrate, policies, keys."""
+"""The `tuskbase` command: dev, serve, worker, feed, migrate, policies, keys (and tuskbase.devtools' commands)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,6 +19,7 @@ import psycopg
 
 from tuskbase import db, migrate, observability, policies
 from tuskbase.config import Settings, SettingsError, load
+from tuskbase.devtools import cli as devtools_cli
 from tuskbase.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tuskbase.tokens import Signer
 
@@ -42,6 +46,14 @@ def start_embedded(settings: Settings) -> EmbeddedPostgres:
         if not exists:
             conn.execute(f'create database "{db.DATABASE_NAME}"')
     return server
+
+
+def stop_embedded(server: EmbeddedPostgres, quiet: bool = False) -> None:
+    if server.stop():
+        if not quiet:
+            say("stopped the embedded Postgres")
+    else:
+        say("left the embedded Postgres running: another tuskbase command on this data dir still uses it")
 
 
 def check_database(settings: Settings) -> None:
@@ -86,6 +98,24 @@ def _redact(url: str) -> str:
 # --- processes ----------------------------------------------------------------------------------------
 
 
+def check_api_port_free(settings: Settings) -> None:
+    """Refuse a taken API port in one line.
+
+    granian binds with SO_REUSEPORT, so a second stack on a taken port would start anyway, share the port with
+    the first, and take the first one's answer to its readiness probe for its own. This probe binds without
+    SO_REUSEPORT, which any listener on the port makes fail (SO_REUSEADDR only lets a port in TIME_WAIT be reused).
+    """
+    family, kind, proto, _name, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            raise CommandError(
+                f"port {settings.host}:{settings.port} is taken; set TUSKBASE_PORT to a free port"
+            ) from None
+
+
 def server_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "tuskbase.app:asgi_factory",
@@ -109,13 +139,47 @@ def feed_command() -> list[str] | None:
     return [sys.executable, "-m", "tuskbase.cli", "feed"]
 
 
-def wait_ready(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:
+@dataclass
+class Child:
+    """One process of the dev stack, restarted by `supervise` when it dies."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0  # deaths in a row, each within RESTART_STABLE_AFTER of its start
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        # Its own process group: Ctrl-C in the terminal reaches only `dev`, which stops children in order,
+        # and a dead child's own children (granian or Dramatiq workers) can be killed with it.
+        self.process = subprocess.Popen(self.command, env=self.env, preexec_fn=os.setpgrp)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+# A child that ran this long before dying is restarted quickly again: its crash is not a crash loop.
+RESTART_STABLE_AFTER = 60.0
+RESTART_FIRST_DELAY = 0.5
+
+
+def restart_delay(quick_deaths: int, max_delay: float) -> float:
+    """Exponential backoff: 0.5 s, 1 s, 2 s, ... up to `max_delay`."""
+    return min(max_delay, RESTART_FIRST_DELAY * 2 ** min(quick_deaths, 32))
+
+
+def wait_ready(settings: Settings, children: list[Child]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     url = f"http://{settings.host}:{settings.port}/ready"
     while time.monotonic() < deadline:
         for child in children:
-            if child.poll() is not None:
-                raise CommandError(f"{' '.join(child.args[2:4])} exited with status {child.returncode}")
+            if child.process is not None and child.process.poll() is not None:
+                raise CommandError(f"{child.name} exited with status {child.process.returncode} while starting")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -145,33 +209,68 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
-def supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    """Block until Ctrl-C / SIGTERM (0) or until a child dies (1)."""
+def supervise(children: list[Child], max_delay: float) -> int:
+    """Restart every child that dies (with backoff) until Ctrl-C / SIGTERM; returns 0 then."""
     try:
         while True:
+            now = time.monotonic()
             for child in children:
-                if child.poll() is not None:
-                    say(f"{' '.join(map(str, child.args[:4]))} exited with status {child.returncode}; stopping")
-                    return 1
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        child.start()
+                        say(f"{child.name} restarted (pid {child.process.pid})")
+                elif not child.running:
+                    _schedule_restart(child, now, max_delay)
             time.sleep(0.2)
     except StopRequested:
         return 0
 
 
-def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+def _schedule_restart(child: Child, now: float, max_delay: float) -> None:
+    assert child.process is not None
+    _kill_group(child.process)  # what the dead child started (its workers) must not outlive it
+    if now - child.started_at >= RESTART_STABLE_AFTER:
+        child.quick_deaths = 0
+    delay = restart_delay(child.quick_deaths, max_delay)
+    child.quick_deaths += 1
+    say(f"{child.name} (pid {child.process.pid}) exited with status {child.process.returncode}; "
+        f"restarting it in {delay:g}s")
+    child.restart_at = now + delay
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop_children(children: list[Child]) -> None:
+    running = [child.process for child in children if child.running]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
-    for child in children:
+    for process in running:
         try:
-            child.wait(max(0.1, deadline - time.monotonic()))
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
+            process.kill()
+        _kill_group(process)
+
+
+# Defaults of `tuskbase dev` that differ from a deployment's, each overridden by setting the variable. Email
+# confirmations are off, as in Supabase's local stack (`enable_confirmations = false`): a fresh sign-up can
+# sign in without fishing the code out of the console.
+DEV_DEFAULTS = {"TUSKBASE_AUTH_EMAIL_AUTOCONFIRM": "true"}
+
+
+def dev_settings(settings: Settings, environ: Mapping[str, str] = os.environ) -> Settings:
+    """The settings `dev` itself uses (its banner), with DEV_DEFAULTS for the variables not set."""
+    if "TUSKBASE_AUTH_EMAIL_AUTOCONFIRM" not in environ:
+        return settings.replace(auth_email_autoconfirm=True)
+    return settings
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**DEV_DEFAULTS, **os.environ}
     env["TUSKBASE_DATA_DIR"] = str(settings.data_dir.resolve())
     if settings.app_dir is not None:
         env["TUSKBASE_APP_DIR"] = str(settings.app_dir.resolve())
@@ -186,31 +285,32 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    settings = dev_settings(settings)
     started = time.monotonic()
     stop_on_signals()
+    check_api_port_free(settings)
     server = start_embedded(settings) if settings.embedded else None
     if server is None:
         say(f"using the database at {_redact(db.admin_url(settings))} (TUSKBASE_DATABASE_URL)")
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     try:
         check_database(settings)
         prepare_schema(settings)
         env = child_environment(settings)
-        commands = [server_command(settings), worker_command(settings)]
+        children = [Child("api", server_command(settings), env), Child("worker", worker_command(settings), env)]
         if feed := feed_command():
-            commands.append(feed)
-        # Children ignore Ctrl-C from the terminal: this process stops them in order instead.
-        children = [subprocess.Popen(c, env=env, preexec_fn=os.setpgrp) for c in commands]
+            children.append(Child("feed", feed, env))
+        for child in children:
+            child.start()
         wait_ready(settings, children)
         print_banner(settings, time.monotonic() - started)
-        return supervise(children)
+        return supervise(children, settings.dev_restart_max_delay)
     except StopRequested:
         return 0  # Ctrl-C while starting is as normal a way to end `dev` as Ctrl-C once it runs
     finally:
         stop_children(children)
         if server is not None:
-            say("stopping the embedded Postgres")
-            server.stop()
+            stop_embedded(server)
 
 
 def print_banner(settings: Settings, seconds: float) -> None:
@@ -220,7 +320,8 @@ def print_banner(settings: Settings, seconds: float) -> None:
         f"  API URL:          {settings.api_url}\n"
         f"  REST:             {settings.api_url}/rest/v1\n"
         f"  Auth:             {settings.api_url}/auth/v1 (mails: "
-        f"{'SMTP' if settings.smtp_url else 'console and table auth.mail_outbox'})\n"
+        f"{'SMTP' if settings.smtp_url else 'console and table auth.mail_outbox'}; email confirmations "
+        f"{'off' if settings.auth_email_autoconfirm else 'on'})\n"
         f"  Database:         {_redact(db.admin_url(settings))}\n"
         f"  anon key:         {signer.api_key('anon')}\n"
         f"  service_role key: {signer.api_key('service_role')}\n"
@@ -230,6 +331,7 @@ def print_banner(settings: Settings, seconds: float) -> None:
 
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    check_api_port_free(settings)
     check_database(settings)
     env = dict(os.environ)
     observability.prepare_multiprocess(settings, env)
@@ -256,7 +358,7 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
         prepare_schema(settings)
     finally:
         if server is not None:
-            server.stop()
+            stop_embedded(server, quiet=True)
     return 0
 
 
@@ -272,15 +374,31 @@ def cmd_policies(settings: Settings, args: argparse.Namespace) -> int:
                        paths=args.paths or None)
     finally:
         if server is not None:
-            server.stop()
+            stop_embedded(server, quiet=True)
     return 0
 
 
 def cmd_keys(settings: Settings, _args: argparse.Namespace) -> int:
-    signer = Signer.from_settings(settings)
+    # Never generate a secret here: keys of a new secret would work against no running stack.
+    signer = Signer(secret=existing_jwt_secret(settings), issuer=settings.jwt_issuer)
     print(f"anon key:         {signer.api_key('anon')}")
     print(f"service_role key: {signer.api_key('service_role')}")
     return 0
+
+
+def existing_jwt_secret(settings: Settings) -> str:
+    """The secret the stack signs with: the setting, else the one `dev` or `serve` generated into data_dir."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    data_dir = settings.data_dir.resolve()
+    path = data_dir / "jwt_secret"
+    if not path.is_file():
+        missing = "no data dir" if not data_dir.is_dir() else "no jwt_secret in the data dir"
+        raise CommandError(
+            f"{missing} at {data_dir}: run `tuskbase keys` where `tuskbase dev` runs, or set TUSKBASE_DATA_DIR "
+            "to the data dir of the running stack (or TUSKBASE_JWT_SECRET)"
+        )
+    return path.read_text().strip()
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
@@ -292,6 +410,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "policies": cmd_policies,
     "keys": cmd_keys,
 }
+COMMANDS.update(devtools_cli.COMMANDS)  # gen types, migration new, db reset|diff
 
 
 def parser() -> argparse.ArgumentParser:
@@ -307,6 +426,7 @@ def parser() -> argparse.ArgumentParser:
     pol.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     pol.add_argument("paths", nargs="*", type=Path, help="policy files or folders (default: all)")
     sub.add_parser("keys", help="print the anon and service-role keys")
+    devtools_cli.add_commands(sub)
     return top
 
 

@@ -72,7 +72,9 @@ class Settings:
         "one or more PEM public keys. Drop them once the tokens they signed have expired (JWT_EXP).",
         default="",
     )
-    auth_site_url: str = _doc("Where mail links and OAuth sign-ins land by default; empty: the public URL.", default="")
+    auth_site_url: str = _doc(
+        "Where mail links and OAuth sign-ins land by default; empty: the API's page /auth/v1/landing, which says "
+        "what happened.", default="")
     auth_redirect_urls: str = _doc(
         "Comma-separated allow list of `redirect_to` URLs (`*` matches within a path segment, `**` across).",
         default="",
@@ -81,7 +83,9 @@ class Settings:
     auth_anonymous_enabled: bool = _doc("Allow anonymous sign-in (`POST /auth/v1/signup` with no email).",
                                         default=False)
     auth_email_autoconfirm: bool = _doc(
-        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first).", default=False
+        "Confirm emails at sign-up without a mail (else a confirmation mail is sent first). `tuskbase dev` "
+        "defaults it to true, as Supabase's local stack does; set it to false there to test confirmations.",
+        default=False
     )
     auth_password_min_length: int = _doc("Shortest password accepted.", default=8)
     auth_password_required_characters: str = _doc(
@@ -182,6 +186,13 @@ class Settings:
         "comma-separated item inside one (select columns, or/and filters, in-list values) counts.",
         default=2000)
 
+    # --- supabase developer tools (supabase-dx) ------------------------------------------------------------
+    rest_aggregates_enabled: bool = _doc(
+        "Allow PostgREST's aggregate functions in `select` (`count()`, `amount.sum()`, avg, max, min), as "
+        "PostgREST's `db-aggregates-enabled`; off, they answer PGRST123. An aggregate over a large table is "
+        "a full scan: keep statement timeouts and row-level security in mind. `todos(count)` works either way.",
+        default=False)
+
     # --- sync ------------------------------------------------------------------------------------------
     sync_slot: str = _doc("Logical replication slot of the feed; empty: `tuskbase_sync_<database>`.", default="")
     sync_feed_batch: int = _doc("Changes the feed reads from the slot per batch (whole transactions).",
@@ -207,6 +218,29 @@ class Settings:
         default=20000,
     )
 
+    # --- sync: bad input -----------------------------------------------------------------------------------
+    sync_json_max_depth: int = _doc(
+        "Deepest nesting of arrays and objects in a sync request body (and the WatermelonDB `migration` "
+        "parameter); deeper is refused with 400 before it is parsed.",
+        default=64,
+    )
+
+    # --- sync: load limits (one user must not starve the others) ------------------------------------------
+    sync_pool_max: int = _doc(
+        "Connections of the sync service's own asyncpg pool (pulls and pushes), apart from the API pool that auth, "
+        "REST and /ready use; also the number of sync requests one API process runs at once.", default=8)
+    sync_statement_timeout_ms: int = _doc(
+        "statement_timeout of every sync statement, in ms; a pull or push that hits it is answered 503 SYNC152.",
+        default=30000)
+    sync_retry_after: int = _doc("Retry-After seconds of the sync 429/503 answers SYNC150, SYNC151 and SYNC152.",
+                                 default=1)
+    sync_per_user_max: int = _doc(
+        "Sync requests one user (token `sub`; callers without one share their role's) may run at once per API "
+        "process; more are answered 429 SYNC150.", default=4)
+    sync_queue_ms: int = _doc(
+        "How long a sync request waits for one of the process's SYNC_POOL_MAX slots, in ms, before 503 SYNC151.",
+        default=2000)
+
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
 
@@ -216,6 +250,13 @@ class Settings:
     )
     worker_processes: int = _doc("Dramatiq worker processes.", default=1)
     worker_threads: int = _doc("Dramatiq threads per worker process.", default=4)
+
+    # --- dev stack (`tuskbase dev`) ----------------------------------------------------------------------
+    dev_restart_max_delay: int = _doc(
+        "Longest wait, in seconds, before `tuskbase dev` restarts a child process (API, worker, feed) that "
+        "died; the wait doubles from 0.5 s with each quick death in a row.",
+        default=30,
+    )
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "PORT", "must be a port number from 1 to 65535")
@@ -234,10 +275,18 @@ class Settings:
         _check(1 <= self.sync_live_max_per_user <= self.sync_live_max_connections, "SYNC_LIVE_MAX_PER_USER",
                "must be >= 1 and <= SYNC_LIVE_MAX_CONNECTIONS")
         _check(self.sync_live_check_max >= 1, "SYNC_LIVE_CHECK_MAX", "must be at least 1")
+        _check(1 <= self.sync_pool_max <= 1000, "SYNC_POOL_MAX", "must be from 1 to 1000")
+        _check(self.sync_statement_timeout_ms >= 100, "SYNC_STATEMENT_TIMEOUT_MS", "must be at least 100")
+        _check(1 <= self.sync_retry_after <= 3600, "SYNC_RETRY_AFTER", "must be from 1 to 3600")
+        _check(self.sync_per_user_max >= 1, "SYNC_PER_USER_MAX", "must be at least 1")
+        _check(self.sync_queue_ms >= 0, "SYNC_QUEUE_MS", "must be >= 0")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")
+        _check(8 <= self.sync_json_max_depth <= 512, "SYNC_JSON_MAX_DEPTH",
+               "must be from 8 to 512 (the JSON parsers recurse, and give up near 1000 levels)")
         _check(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "must be at least 1024")
+        _check(self.dev_restart_max_delay >= 1, "DEV_RESTART_MAX_DELAY", "must be at least 1")
         _check(self.jwt_exp >= 60, "JWT_EXP", "must be at least 60 seconds")
         _check(
             not self.jwt_secret or len(self.jwt_secret) >= 32, "JWT_SECRET", "must be at least 32 characters"

@@ -14,6 +14,7 @@ from tuskbase.config import Settings
 from tuskbase.tokens import authenticator_password
 
 DATABASE_NAME = "tuskbase"
+SYNC_APPLICATION = "tuskbase-sync"  # pg_stat_activity.application_name of sync's connections
 # The server is starting, shutting down or was shut down under us (57P01-57P03), or has no connection slot
 # left (53300): gone for now, not refusing the request itself. Connection errors (08xxx) are the same, seen
 # from the client's side of the socket.
@@ -50,6 +51,24 @@ async def create_pool(settings: Settings, url: str | None = None) -> asyncpg.Poo
         server_settings={"application_name": "tuskbase-api"},
         reset=keep_session,
     )
+
+
+async def create_sync_pool(settings: Settings, url: str | None = None) -> asyncpg.Pool:
+    """The sync service's own pool (`app.state.sync_pool`): a pull over a large table cannot take the connections
+    auth, REST and /ready use, and every statement on it runs under `statement_timeout` (a session default set
+    at connect, which a role switch and `RESET ALL` keep)."""
+    return await asyncpg.create_pool(
+        url or authenticator_url(settings),
+        min_size=min(settings.db_pool_min, settings.sync_pool_max),
+        max_size=settings.sync_pool_max,
+        statement_cache_size=1024,
+        server_settings=sync_server_settings(settings),
+        reset=keep_session,  # sync sets its identity transaction-locally, as the API pool's users do
+    )
+
+
+def sync_server_settings(settings: Settings) -> dict[str, str]:
+    return {"application_name": SYNC_APPLICATION, "statement_timeout": str(settings.sync_statement_timeout_ms)}
 
 
 async def keep_session(_conn: asyncpg.Connection) -> None:

@@ -32,7 +32,8 @@ def platform_folder(name: str) -> Path:
 
 
 PLATFORM_SQL = platform_folder("sql")
-NAME_PATTERN = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+# NNNN_name.sql, or YYYYMMDDHHMMSS_name.sql as `tuskbase migration new` (and the Supabase CLI) writes them.
+NAME_PATTERN = re.compile(r"^(?:\d{4}|\d{14})_[a-z0-9_]+\.sql$")
 # The generated dump of the schema the migrations give (tests/platform/schema_file.py): read, never applied.
 SCHEMA_SNAPSHOT = "schema.sql"
 # One key for every migrating process: replicas starting together migrate one after the other.
@@ -78,13 +79,15 @@ def discover(source: str, folder: Path) -> list[Migration]:
     if not folder.is_dir():
         return []
     found = []
-    for path in sorted(folder.glob("*.sql")):
+    for path in folder.glob("*.sql"):
         if path.name == SCHEMA_SNAPSHOT:
             continue
         if not NAME_PATTERN.match(path.name):
-            raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
+            raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql "
+                                 "(or YYYYMMDDHHMMSS_lowercase_name.sql)")
         found.append(Migration(source, path))
-    return found
+    # By number, then name: every NNNN file comes before every timestamped one.
+    return sorted(found, key=lambda m: (int(m.name.split("_", 1)[0]), m.name))
 
 
 def sources(app_dir: Path | None) -> list[tuple[str, Path]]:
@@ -130,6 +133,7 @@ def migrate(
     """Apply every pending migration, each in its own transaction. Returns those applied."""
     migrations = all_migrations(app_dir)
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: _show_warning(notice, progress))
         conn.execute("select pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             todo = pending(conn, migrations)
@@ -142,6 +146,17 @@ def migrate(
     if not todo:
         progress(f"schema is current ({len(migrations)} migrations applied)")
     return todo
+
+
+def _show_warning(notice: psycopg.errors.Diagnostic, progress: Callable[[str], None]) -> None:
+    """A WARNING a migration raised (sync.enable on a table WatermelonDB cannot sync), shown with the progress
+    lines. NOTICEs (`create ... if not exists` skipping) are routine and stay quiet."""
+    if (notice.severity_nonlocalized or notice.severity) != "WARNING":
+        return
+    line = f"warning: {notice.message_primary}"
+    if notice.message_hint:
+        line += f" ({notice.message_hint})"
+    progress(line)
 
 
 def _apply(conn: psycopg.Connection, migration: Migration) -> None:

@@ -27,7 +27,8 @@ PLATFORM_POLICIES = platform_folder("policies")
 EXISTING_POLICIES = "select policyname from pg_policies where schemaname = %s and tablename = %s"
 STATE = """
 select c.relrowsecurity, c.relforcerowsecurity, coalesce(c.relacl::text[], '{}'),
-  coalesce((select json_object_agg(p.policyname, json_build_array(p.permissive, p.roles, p.cmd, p.qual, p.with_check))
+  coalesce((select json_object_agg(p.policyname, json_build_array(p.permissive, p.roles, p.cmd, p.qual, p.with_check)
+                                    order by p.policyname)
             from pg_policies p where p.schemaname = n.nspname and p.tablename = c.relname), '{}')::text
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where n.nspname = %s and c.relname = %s
@@ -111,8 +112,32 @@ def apply_plan(url: str, app_dir: Path | None, progress: Callable[[str], None] =
     return plan
 
 
-def _state(conn: psycopg.Connection, policy_file: PolicyFile) -> tuple[object, ...] | None:
-    return conn.execute(STATE, (policy_file.schema, policy_file.table)).fetchone()
+@dataclass(frozen=True)
+class TableState:
+    """A table's RLS state, normalized so that equal states compare equal whatever order the catalog returns
+    them in: a dropped and re-created policy lands elsewhere in pg_policy, and an ACL re-granted may list its
+    entries in another order."""
+
+    rls: bool
+    force_rls: bool
+    grants: frozenset[str]
+    policies: dict[str, tuple[object, ...]]
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...]) -> TableState:
+        rls, force, acl, policies_json = row
+        found = {name: tuple(tuple(v) if isinstance(v, list) else v for v in fields)
+                 for name, fields in json.loads(str(policies_json)).items()}
+        return cls(bool(rls), bool(force), frozenset(acl or ()), dict(sorted(found.items())))
+
+
+# The fields of a pg_policies row as STATE lists them, named as `create policy` spells them.
+POLICY_FIELDS = ("as", "to", "for", "using", "with check")
+
+
+def _state(conn: psycopg.Connection, policy_file: PolicyFile) -> TableState | None:
+    row = conn.execute(STATE, (policy_file.schema, policy_file.table)).fetchone()
+    return None if row is None else TableState.from_row(row)
 
 
 def _apply_file(conn: psycopg.Connection, policy_file: PolicyFile, plan: Plan) -> None:
@@ -128,22 +153,45 @@ def _apply_file(conn: psycopg.Connection, policy_file: PolicyFile, plan: Plan) -
             raise _Unchanged
     name = f"{policy_file.schema}.{policy_file.table}"
     plan.changed_tables.append(name)
-    old_policies, new_policies = json.loads(before[3]), json.loads(after[3])
-    for policy in sorted(set(old_policies) | set(new_policies)):
-        if policy not in old_policies:
-            plan.lines.append(f"+ create policy {policy} on {name}")
-        elif policy not in new_policies:
-            plan.lines.append(f"- drop policy {policy} on {name}")
-        elif old_policies[policy] != new_policies[policy]:
-            plan.lines.append(f"~ replace policy {policy} on {name}")
-    if before[0] != after[0]:
-        plan.lines.append(f"{'+ enable' if after[0] else '- disable'} row level security on {name}")
-    if before[1] != after[1]:
-        plan.lines.append(f"{'+ force' if after[1] else '- no force'} row level security on {name}")
-    for grant in sorted(set(after[2]) - set(before[2])):
-        plan.lines.append(f"+ grant {grant} on {name}")
-    for grant in sorted(set(before[2]) - set(after[2])):
-        plan.lines.append(f"- grant {grant} on {name}")
+    plan.lines.extend(_differences(name, before, after))
+
+
+def _differences(name: str, before: TableState, after: TableState) -> list[str]:
+    """One line per difference, each saying what it is (a changed policy: which clause, from what to what)."""
+    lines = []
+    for policy in sorted(set(before.policies) | set(after.policies)):
+        if policy not in before.policies:
+            lines.append(f"+ create policy {policy} on {name}: {_describe(after.policies[policy])}")
+        elif policy not in after.policies:
+            lines.append(f"- drop policy {policy} on {name}")
+        elif before.policies[policy] != after.policies[policy]:
+            pairs = zip(POLICY_FIELDS, before.policies[policy], after.policies[policy], strict=True)
+            changes = [f"{label} {_clause(label, old)} -> {_clause(label, new)}"
+                       for label, old, new in pairs if old != new]
+            lines.append(f"~ replace policy {policy} on {name}: {'; '.join(changes)}")
+    if before.rls != after.rls:
+        lines.append(f"{'+ enable' if after.rls else '- disable'} row level security on {name}")
+    if before.force_rls != after.force_rls:
+        lines.append(f"{'+ force' if after.force_rls else '- no force'} row level security on {name}")
+    for grant in sorted(after.grants - before.grants):
+        lines.append(f"+ grant {grant} on {name}")
+    for grant in sorted(before.grants - after.grants):
+        lines.append(f"- grant {grant} on {name}")
+    return lines
+
+
+def _describe(fields: tuple[object, ...]) -> str:
+    pairs = zip(POLICY_FIELDS, fields, strict=True)
+    return " ".join(f"{label} {_clause(label, value)}" for label, value in pairs if value is not None)
+
+
+def _clause(label: str, value: object) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    text = " ".join(str(value).split())  # one line per difference, whatever the deparsed layout
+    return f"({text})" if label in ("using", "with check") else text
 
 
 class _Unchanged(Exception):

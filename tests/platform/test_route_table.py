@@ -1,8 +1,11 @@
 """The API's route table (`app.SERVICES`, `app.route_table`): every route belongs to a service and lives under its
-prefix, every fast path has the Litestar route it falls back on, and ARCHITECTURE.md shows the table as it is."""
+prefix, every fast path has the Litestar route it falls back on, and ARCHITECTURE.md shows the table as it is
+(`.venv/bin/python -m tests.platform.test_route_table --write` rewrites it there)."""
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 
 from tuskbase.app import SERVICES, Dispatcher, create_app, route_table
@@ -48,3 +51,15 @@ def test_every_fast_path_falls_back_on_a_route_and_one_dispatcher_serves_them(tm
 def test_architecture_md_shows_the_route_table_as_it_is(tmp_path):
     table = markdown(route_table(app(tmp_path)))
     assert table in ARCHITECTURE.read_text(), "regenerate the table in ARCHITECTURE.md:\n" + table
+
+
+def write() -> None:
+    """Replace the table in ARCHITECTURE.md (the lines from its header row to the next blank line)."""
+    text = ARCHITECTURE.read_text()
+    start = text.index("| service | methods | path | handlers |")
+    end = text.index("\n\n", start)
+    ARCHITECTURE.write_text(text[:start] + markdown(route_table(app(Path(tempfile.mkdtemp())))) + text[end:])
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    write()

@@ -52,9 +52,11 @@ def test_dry_run_prints_the_plan_and_applies_nothing(database, admin, app):
     before = state(admin)
     lines: list[str] = []
     plan = policies.apply_plan(database, app, lines.append, dry_run=True)
-    assert plan.lines == ["+ create policy todos_audit on public.todos",
+    assert plan.lines == ["+ create policy todos_audit on public.todos: as PERMISSIVE to service_role for SELECT "
+                          "using (true)",
                           "- drop policy todos_delete on public.todos",
-                          "~ replace policy todos_select on public.todos"]
+                          "~ replace policy todos_select on public.todos: using (is_list_member(list_id)) -> "
+                          "((is_list_member(list_id) AND (NOT done)))"]
     assert plan.changed_tables == ["public.todos"]
     assert any("dry run" in line for line in lines)
     assert state(admin) == before
@@ -100,10 +102,43 @@ def test_cli_apply_dry_run(database, admin, app, tmp_path, monkeypatch, capsys):
     before = state(admin)
     assert cli.main(["policies", "apply", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "+ create policy lists_remove on public.lists" in out
+    assert "+ create policy lists_remove on public.lists: " in out
     assert "- drop policy lists_delete on public.lists" in out
     assert state(admin) == before
     assert cli.main(["policies", "apply"]) == 0
     assert "lists_remove" in {row[1] for row in state(admin)}
     assert cli.main(["policies", "apply"]) == 0
     assert "nothing to change" in capsys.readouterr().out
+
+
+def test_dry_run_on_unchanged_files_says_the_same_every_time(database, admin, app, tmp_path, monkeypatch, capsys):
+    """Dropping and re-creating a policy moves it in pg_policy: the comparison must not depend on that order."""
+    monkeypatch.setenv("TUSKBASE_DATABASE_URL", database)
+    monkeypatch.setenv("TUSKBASE_APP_DIR", str(app))
+    monkeypatch.setenv("TUSKBASE_DATA_DIR", str(tmp_path / "data"))
+    outputs = []
+    for _ in range(20):
+        assert cli.main(["policies", "apply", "--dry-run"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs == ["tuskbase: policies: 3 files, nothing to change\n"] * 20
+
+    todos = app / "policies" / "public.todos.sql"
+    todos.write_text(todos.read_text().replace("to authenticated\n  using (public.is_list_member(list_id));",
+                                               "to authenticated, anon\n  using (public.is_list_member(list_id));", 1))
+    outputs = []
+    for _ in range(5):
+        assert cli.main(["policies", "apply", "--dry-run"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs == [outputs[0]] * 5
+    assert outputs[0].splitlines() == [
+        "tuskbase: ~ replace policy todos_select on public.todos: to authenticated -> anon, authenticated",
+        "tuskbase: policies: would change 1 of 3 tables (dry run, nothing applied)",
+    ]
+
+
+def test_table_states_compare_equal_whatever_order_the_catalog_lists_them_in():
+    a = '"a": ["PERMISSIVE", ["authenticated"], "SELECT", "true", null]'
+    b = '"b": ["PERMISSIVE", ["anon"], "ALL", null, null]'
+    first = (True, False, ["anon=r/postgres", "authenticated=arwd/postgres"], f"{{{a}, {b}}}")
+    second = (True, False, ["authenticated=arwd/postgres", "anon=r/postgres"], f"{{{b}, {a}}}")
+    assert policies.TableState.from_row(first) == policies.TableState.from_row(second)

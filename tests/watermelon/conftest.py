@@ -79,9 +79,9 @@ class Devices:
 
     # -- conveniences --------------------------------------------------------------------------------------
 
-    def open(self, device: str, token: str, schema_version: int = 1) -> None:
+    def open(self, device: str, token: str, schema_version: int = 1, *, members: bool = False) -> None:
         self.call("open", device=device, url=self.api.url, apikey=self.api.anon_key, token=token,
-                  schemaVersion=schema_version)
+                  schemaVersion=schema_version, members=members)
 
     def sync(self, device: str, **options: Any) -> dict[str, Any]:
         return self.call("sync", device=device, **options)

@@ -7,11 +7,14 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from tuskbase.auth.landing import PATH as LANDING_PATH
 from tuskbase.config import Settings
 
 
 def site_url(settings: Settings) -> str:
-    return settings.auth_site_url or settings.api_url
+    """The default target of mail links and OAuth sign-ins: no site URL configured, a page of the API's own that
+    says what happened (the API root would answer 404)."""
+    return settings.auth_site_url or settings.api_url + LANDING_PATH
 
 
 @lru_cache(maxsize=64)

@@ -19,6 +19,7 @@ from tuskbase.auth import (
     admin,
     errors,
     housekeeping,
+    landing,
     magiclink,
     mfa,
     oauth,
@@ -64,6 +65,11 @@ async def settings_route(request: Request) -> Response[bytes]:
 @get("/health")
 async def health_route(request: Request) -> Response[bytes]:
     return respond({"name": "tuskbase-auth", "description": "Tuskbase Auth, compatible with Supabase Auth clients"})
+
+
+@get("/landing")
+async def landing_route() -> Response[bytes]:
+    return Response(landing.PAGE, media_type="text/html; charset=utf-8", headers=landing.HEADERS)
 
 
 @get("/.well-known/jwks.json")
@@ -412,7 +418,7 @@ ROUTER = Router(
         admin_list_sessions, admin_revoke_all_sessions, admin_revoke_session, admin_generate_link, invite_route,
         enroll_factor_route, challenge_factor_route, verify_factor_route, unenroll_factor_route,
         admin_list_factors, admin_delete_factor, link_identity_route, unlink_identity_route,
-        reauthenticate_route,
+        reauthenticate_route, landing_route,
     ],
     exception_handlers={errors.AuthError: _auth_error, HTTPException: _http_error, asyncpg.DataError: _bad_value,
                         asyncpg.IntegrityConstraintViolationError: _conflict,

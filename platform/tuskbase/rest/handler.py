@@ -232,7 +232,7 @@ class RestService:
         if request.accept == "openapi":
             raise ApiError(406, "PGRST107", "The OpenAPI document is served at the root of /rest/v1")
         parsed = time.perf_counter()
-        planner = plan.Planner(self.holder.cache, self.settings.rest_max_rows)
+        planner = plan.Planner(self.holder.cache, self.settings.rest_max_rows, self.settings.rest_aggregates_enabled)
         counted = request.prefer.count == "exact"
         planned_count = None
         applied = [p for p in request.prefer.applied if p.startswith("count=")]
@@ -330,7 +330,7 @@ class RestService:
     async def write(self, call: RestRequest, caller: Caller, conn: Any = None) -> Answer:
         method, path, query_string, headers, raw = call
         request = self.parse(method, path, query_string, headers, write=True)
-        planner = plan.Planner(self.holder.cache, 0)
+        planner = plan.Planner(self.holder.cache, 0, self.settings.rest_aggregates_enabled)
         body = self.json_body(raw, headers, required=method in ("POST", "PATCH", "PUT") and not request.is_rpc)
         if request.is_rpc:
             if method != "POST":

@@ -41,14 +41,17 @@ class Field:
 
 @dataclass(slots=True)
 class SelectItem:
-    kind: str  # "star" | "column" | "embed" | "spread"
-    field: Field | None = None
+    kind: str  # "star" | "column" | "aggregate" | "embed" | "spread"
+    field: Field | None = None  # None for `count()`, which counts rows
     alias: str | None = None
     cast: str | None = None
     relation: str | None = None
     hint: str | None = None
     inner: bool = False
     children: list[SelectItem] = _field(default_factory=list)
+    function: str | None = None  # aggregate: avg | count | max | min | sum
+    output_cast: str | None = None  # aggregate: `amount.avg()::int` casts the result
+    legacy_count: bool = False  # `todos(count)`: PostgREST's older count, allowed with aggregates off
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,9 +354,32 @@ def parse_select(text: str, depth: int = 0) -> list[SelectItem]:
     return items
 
 
+AGGREGATES = ("avg", "count", "max", "min", "sum")
+_CAST = r"[A-Za-z_][A-Za-z0-9_ ]{0,62}(?:\[\])?"
+# `alias:count()::cast`, or `alias:column::input_cast.sum()::output_cast` (PostgREST's aggregate grammar).
+_COUNT_ROWS = re.compile(r"^(?:(" + _NAME + r"):(?!:))?count\(\)(?:::(" + _CAST + r"))?$")
+_AGGREGATE = re.compile(r"^(.+)\.(" + "|".join(AGGREGATES) + r")\(\)(?:::(" + _CAST + r"))?$")
+
+
+def _parse_aggregate(raw: str) -> SelectItem | None:
+    match = _COUNT_ROWS.match(raw)
+    if match:
+        alias = _unquote_name(match.group(1)) if match.group(1) else None
+        return SelectItem("aggregate", alias=alias, function="count", output_cast=match.group(2))
+    match = _AGGREGATE.match(raw)
+    if match is None:
+        return None
+    column = _parse_column(match.group(1))
+    return SelectItem("aggregate", field=column.field, alias=column.alias, cast=column.cast,
+                      function=match.group(2), output_cast=match.group(3))
+
+
 def _parse_select_item(raw: str, depth: int) -> SelectItem:
     if raw == "*":
         return SelectItem("star")
+    aggregate = _parse_aggregate(raw)
+    if aggregate is not None:
+        return aggregate
     if raw.endswith(")") and "(" in raw:
         head = raw[: raw.index("(") + 1]
         body = raw[len(head):-1]
@@ -378,6 +404,10 @@ def _parse_select_item(raw: str, depth: int) -> SelectItem:
         children = parse_select(body, depth + 1) if body.strip() else []
         return SelectItem("spread" if spread else "embed", alias=alias, relation=relation, hint=hint, inner=inner,
                           children=children)
+    return _parse_column(raw)
+
+
+def _parse_column(raw: str) -> SelectItem:
     alias = None
     cast = None
     text = raw

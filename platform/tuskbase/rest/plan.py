@@ -38,10 +38,22 @@ class Output:
 
 
 @dataclass(slots=True)
+class Aggregate:
+    """One aggregated output: `function(column)`, or `count(*)` when `column` is None."""
+
+    name: str
+    function: str  # avg | count | max | min | sum
+    column: Column | None
+    field: Field | None
+    cast: str | None  # of the input
+    output_cast: str | None
+
+
+@dataclass(slots=True)
 class Node:
     table: Table
     alias: str
-    outputs: list[Output | Embed]
+    outputs: list[Output | Embed | Aggregate]
     filters: list[Filter]
     logic: list[Logic]
     order: list[OrderTerm]
@@ -49,6 +61,11 @@ class Node:
     offset: int | None
     embed_filters: list[tuple[Embed, Filter]] = dataclasses.field(default_factory=list)
     order_embeds: dict[str, Embed] = dataclasses.field(default_factory=dict)  # order=lists(title)
+
+    @property
+    def aggregated(self) -> bool:
+        """The other outputs group the rows (PostgREST's automatic GROUP BY)."""
+        return any(isinstance(o, Aggregate) for o in self.outputs)
 
     def column(self, field: Field) -> Column:
         column = self.table.columns.get(field.name)
@@ -65,9 +82,10 @@ class RpcPlan:
 
 
 class Planner:
-    def __init__(self, cache: SchemaCache, max_rows: int) -> None:
+    def __init__(self, cache: SchemaCache, max_rows: int, aggregates: bool = False) -> None:
         self.cache = cache
         self.max_rows = max_rows
+        self.aggregates = aggregates  # TUSKBASE_REST_AGGREGATES_ENABLED
         self._aliases = 0
         self.paths: set[tuple[str, ...]] = set()  # embedding paths the select visited
 
@@ -90,6 +108,8 @@ class Planner:
         for item in items:
             if item.kind == "star":
                 node.outputs.extend(Output(c.name, c, Field(c.name), None) for c in table.columns.values())
+            elif item.kind == "aggregate" or _legacy_count(item, table):
+                node.outputs.append(self.aggregate(node, item))
             elif item.kind == "column":
                 assert item.field is not None
                 column = node.column(item.field)
@@ -113,6 +133,15 @@ class Planner:
         if not path and self.max_rows and (node.limit is None or node.limit > self.max_rows):
             node.limit = self.max_rows
         return node
+
+    def aggregate(self, node: Node, item: SelectItem) -> Aggregate:
+        if item.kind == "column":  # `count` without parentheses: PostgREST's legacy count, never refused
+            return Aggregate(item.alias or "count", "count", None, None, None, item.cast)
+        if not self.aggregates:
+            raise ApiError(400, "PGRST123", "Use of aggregate functions is not allowed")
+        assert item.function is not None
+        column = node.column(item.field) if item.field is not None else None
+        return Aggregate(item.alias or item.function, item.function, column, item.field, item.cast, item.output_cast)
 
     def _check_field(self, node: Node, field: Field) -> None:
         node.column(field)
@@ -140,6 +169,9 @@ class Planner:
                 raise ApiError(400, errors.EMBED_FILTER, "Bad operator on the '" + name + "' embedded resource",
                                "Only is null or not is null filters are allowed on embedded resources")
             parent.embed_filters.append((embed, filter_))
+        if embed.spread and child.aggregated:
+            raise errors.parse_error(f"Aggregates inside the spread '{name}' are not supported",
+                                     "Aggregate the columns of the spread resource from its own endpoint")
         if embed.spread and not to_one:
             raise ApiError(400, "PGRST119", f"A spread operation on '{name}' is not possible",
                            "'" + parent.table.name + "' and '" + target.name + "' do not form a many-to-one "
@@ -246,6 +278,11 @@ class Planner:
         from tuskbase.rest.parse import parse_field
 
         return parse_field(key)
+
+
+def _legacy_count(item: SelectItem, table: Table) -> bool:
+    return (item.kind == "column" and item.field is not None and item.field.name == "count"
+            and not item.field.json_path and "count" not in table.columns)
 
 
 def check_paths(planner: Planner, request: ApiRequest) -> None:

@@ -7,13 +7,14 @@ JSON body: each read returns one row `(body text, rows bigint, total bigint | nu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from tuskbase.rest.errors import MAX_BOUND_VALUES, ApiError, parse_error, query_too_large
-from tuskbase.rest.parse import FTS_OPERATORS, Field, Filter, Logic
-from tuskbase.rest.plan import Embed, Node, Output, RpcPlan
+from tuskbase.rest.parse import FTS_OPERATORS, Field, Filter, Logic, OrderTerm
+from tuskbase.rest.plan import Aggregate, Embed, Node, Output, RpcPlan
 from tuskbase.schema import Column, Function, Table, quote_ident
 
 COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "isdistinct": "is distinct from",
@@ -110,34 +111,44 @@ class Sql:
         found = [*(extra or []), *self.conditions(node)]
         return " where " + " and ".join(found) if found else ""
 
+    def order_terms(self, node: Node) -> list[tuple[str, str]]:
+        """(expression, direction) of each order term."""
+        terms = []
+        for term in node.order:
+            if term.relation is not None:
+                embed = node.order_embeds[term.relation]
+                inner, _ = self.field(embed.node.alias, embed.node.column(term.field), term.field)
+                expr = f"(select {inner}{self._from_join(node, embed)} where {self.join(node, embed)})"
+            else:
+                expr, _ = self.field(node.alias, node.column(term.field), term.field)
+            terms.append((expr, _direction(term)))
+        return terms
+
     def order_limit(self, node: Node) -> str:
         sql = ""
         if node.order:
-            terms = []
-            for term in node.order:
-                if term.relation is not None:
-                    embed = node.order_embeds[term.relation]
-                    inner, _ = self.field(embed.node.alias, embed.node.column(term.field), term.field)
-                    expr = f"(select {inner}{self._from_join(node, embed)} where {self.join(node, embed)})"
-                else:
-                    expr, _ = self.field(node.alias, node.column(term.field), term.field)
-                terms.append(expr + (" desc" if term.descending else " asc")
-                             + (f" nulls {term.nulls}" if term.nulls else ""))
-            sql += " order by " + ", ".join(terms)
+            sql += " order by " + ", ".join(expr + direction for expr, direction in self.order_terms(node))
+        return sql + self.limit_offset(node)
+
+    def limit_offset(self, node: Node) -> str:
+        sql = ""
         if node.limit is not None:
             sql += f" limit {self.bind(node.limit)}"
         if node.offset:
             sql += f" offset {self.bind(node.offset)}"
         return sql
 
-    def outputs(self, node: Node) -> str:
+    def output_columns(self, node: Node) -> list[tuple[str, str, bool]]:
+        """(expression, name, is_json) of each output column, spread resources flattened into their parent."""
         columns = []
         for output in node.outputs:
             if isinstance(output, Output):
                 expr, _ = self.field(node.alias, output.column, output.field)
                 if output.cast:
                     expr = f"cast({expr} as {_type_name(output.cast)})"
-                columns.append(f"{expr} as {quote_ident(output.name)}")
+                columns.append((expr, output.name, False))
+            elif isinstance(output, Aggregate):
+                raise AssertionError("aggregates render through grouped()")
             elif output.spread:
                 for inner in output.node.outputs:
                     if isinstance(inner, Output):
@@ -145,10 +156,72 @@ class Sql:
                         if inner.cast:
                             expr = f"cast({expr} as {_type_name(inner.cast)})"
                         sub = self._from_join(node, output) + self.where(output.node, [self.join(node, output)])
-                        columns.append(f"(select {expr}{sub}) as {quote_ident(inner.name)}")
+                        columns.append((f"(select {expr}{sub})", inner.name, False))
             else:
-                columns.append(f"{self.embed(node, output)} as {quote_ident(output.name)}")
-        return ", ".join(columns)
+                columns.append((self.embed(node, output), output.name, True))
+        return columns
+
+    def outputs(self, node: Node) -> str:
+        if node.aggregated:
+            raise parse_error("Aggregate functions apply to reads only")
+        return ", ".join(f"{expr} as {quote_ident(name)}" for expr, name, _ in self.output_columns(node))
+
+    def select(self, node: Node, source: str, extra: list[str] | None = None, limited: bool = True) -> str:
+        """The rows of `node` read from `source` (a FROM item naming the node's alias)."""
+        if node.aggregated:
+            return self.grouped(node, source, extra, limited)
+        return (f"select {self.outputs(node)} from {source}{self.where(node, extra)}"
+                + (self.order_limit(node) if limited else ""))
+
+    def grouped(self, node: Node, source: str, extra: list[str] | None, limited: bool) -> str:
+        """PostgREST's aggregates: every output that is not an aggregate is a GROUP BY key.
+
+        The inner query names each input `_cN_M` / `_aN`; the outer one aggregates and groups them. An
+        embedded resource groups by its value as jsonb (json has no equality) and is answered as json.
+        Order terms must name a grouping column (ordering by an aggregate is not supported, as in PostgREST).
+        """
+        inner: list[str] = []
+        outer: list[str] = []
+        keys: list[str] = []
+        grouped_keys: dict[Field, str] = {}  # a column selected as is: what an order term may sort the groups by
+        for index, output in enumerate(node.outputs):
+            if isinstance(output, Output) and not output.cast:
+                grouped_keys.setdefault(output.field, f"_g._c{index}_0")
+            if not isinstance(output, Aggregate):
+                for offset, (expr, name, is_json) in enumerate(self.output_columns(_only(node, output))):
+                    column = f"_c{index}_{offset}"
+                    inner.append(f"{expr} as {column}")
+                    if is_json:
+                        keys.append(f"_g.{column}::jsonb")
+                        outer.append(f"(array_agg(_g.{column}))[1] as {quote_ident(name)}")
+                    else:
+                        keys.append(f"_g.{column}")
+                        outer.append(f"_g.{column} as {quote_ident(name)}")
+                continue
+            argument = "*"
+            if output.column is not None and output.field is not None:
+                expr, _ = self.field(node.alias, output.column, output.field)
+                if output.cast:
+                    expr = f"cast({expr} as {_type_name(output.cast)})"
+                inner.append(f"{expr} as _a{index}")
+                argument = f"_g._a{index}"
+            result = f"{output.function}({argument})"
+            if output.output_cast:
+                result = f"cast({result} as {_type_name(output.output_cast)})"
+            outer.append(f"{result} as {quote_ident(output.name)}")
+        order = []
+        for term in node.order:
+            key = grouped_keys.get(term.field) if term.relation is None else None
+            if key is None:
+                _not_grouped(node, term.field.name)
+            order.append(key + _direction(term))
+        sql = (f"select {', '.join(outer)} from (select {', '.join(inner)} from {source}{self.where(node, extra)})"
+               " as _g")
+        if keys:
+            sql += " group by " + ", ".join(keys)
+        if order:
+            sql += " order by " + ", ".join(order)
+        return sql + (self.limit_offset(node) if limited else "")
 
     # --- embedding ----------------------------------------------------------------------------------------
 
@@ -177,17 +250,38 @@ class Sql:
 
     def embed(self, parent: Node, embed: Embed) -> str:
         child = embed.node
-        inner = (f"select {self.outputs(child)}{self._from_join(parent, embed)}"
-                 f"{self.where(child, [self.join(parent, embed)])}{self.order_limit(child)}")
+        inner = self.select(child, self._from_join(parent, embed).removeprefix(" from "), [self.join(parent, embed)])
         if embed.to_one:
             return f"(select row_to_json(_e) from ({inner}) as _e)"
         return f"coalesce((select json_agg(_e) from ({inner}) as _e), '[]'::json)"
 
 
+def _direction(term: OrderTerm) -> str:
+    return (" desc" if term.descending else " asc") + (f" nulls {term.nulls}" if term.nulls else "")
+
+
+def _not_grouped(node: Node, column: str) -> NoReturn:
+    # What Postgres answers (and PostgREST forwards) for an order column outside the automatic GROUP BY.
+    raise ApiError(400, "42803", f'column "{node.table.name}.{column}" must appear in the GROUP BY clause or be used '
+                   "in an aggregate function", None, "Select the column to group by it, or do not order by it")
+
+
+def _only(node: Node, output: Output | Embed) -> Node:
+    """A shallow copy of `node` with one output, to render it alone."""
+    return dataclasses.replace(node, outputs=[output])
+
+
+# SQL's spellings of built-in types that are not their catalog names: a quoted "int" names no type.
+TYPE_ALIASES = {"int": "int4", "integer": "int4", "smallint": "int2", "bigint": "int8", "real": "float4",
+                "float": "float8", "double precision": "float8", "boolean": "bool", "decimal": "numeric",
+                "character varying": "varchar", "character": "bpchar", "char": "bpchar"}
+
+
 def _type_name(cast: str) -> str:
     if cast.endswith("[]"):
-        return quote_ident(cast[:-2].strip()) + "[]"
-    return quote_ident(cast.strip())
+        return _type_name(cast[:-2]) + "[]"
+    name = cast.strip()
+    return quote_ident(TYPE_ALIASES.get(name.lower(), name))
 
 
 def _aggregate(strip_nulls: bool) -> str:
@@ -203,10 +297,15 @@ def _aggregate(strip_nulls: bool) -> str:
 def read(node: Node, count: bool, strip_nulls: bool = False) -> Statement:
     sql = Sql()
     relation = f"{node.table.qualified} as {quote_ident(node.alias)}"
-    where = sql.where(node)
-    inner = f"select {sql.outputs(node)} from {relation}{where}{sql.order_limit(node)}"
-    total = f"(select count(*) from {relation}{where})" if count else "null::bigint"
+    inner = sql.select(node, relation)
+    total = _total(sql, node, relation) if count else "null::bigint"
     return Statement(f"select {_aggregate(strip_nulls)}, count(_r.*), {total} from ({inner}) as _r", sql.params)
+
+
+def _total(sql: Sql, node: Node, relation: str) -> str:
+    if node.aggregated:  # the number of groups
+        return f"(select count(*) from ({sql.select(node, relation, limited=False)}) as _t)"
+    return f"(select count(*) from {relation}{sql.where(node)})"
 
 
 def planned_count(node: Node) -> Statement:
@@ -299,9 +398,8 @@ def rpc(plan: RpcPlan, method: str, count: bool, strip_nulls: bool = False) -> S
     if plan.node is not None:
         node = plan.node
         relation = f"{source}lateral {name}({call}) as {quote_ident(node.alias)}"
-        where = sql.where(node)
-        inner = f"select {sql.outputs(node)} from {relation}{where}{sql.order_limit(node)}"
-        total = f"(select count(*) from {relation}{where})" if count else "null::bigint"
+        inner = sql.select(node, relation)
+        total = _total(sql, node, relation) if count else "null::bigint"
         return Statement(f"select {_aggregate(strip_nulls)}, count(_r.*), {total} from ({inner}) as _r",
                          sql.params)
     from_clause = f" from {source.rstrip(', ')}" if source else ""

@@ -1,5 +1,5 @@
 """The records of one pull answer (`Page`) and the passes that fill it: the comparison of keys with the view record
-(`compare`) and the diff (`run_diff`: pass A, every visible row by heap block ranges; pass B, every held row
+(`compare_keys`) and the diff (`run_diff`: pass A, every visible row by heap block ranges; pass B, every held row
 checked for visibility). How they fit together: pull.py, and ARCHITECTURE.md, "Sync"."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from itertools import repeat
 from typing import Any
 
 from tuskbase.caller import Stepping
+from tuskbase.sync import narrow
 from tuskbase.sync.catalog import Catalog, Table
 from tuskbase.sync.wire import TableChanges
 
@@ -91,7 +92,7 @@ class Page:
             getattr(changes, kind).append(row)
 
 
-async def compare(session: Stepping, table: Table, client_id: str, keys: list[str], page: Page,
+async def compare_keys(session: Stepping, table: Table, client_id: str, keys: list[str], page: Page,
                    *, held_only: bool) -> None:
     """Send what changed among `keys` (held_only: only deletes of keys the client holds)."""
     user = await session.as_caller()
@@ -148,31 +149,31 @@ async def _diff_visible(session: Stepping, table: Table, client_id: str, diff: d
     blocks, storage = await user.fetchrow(table.sql["storage"])
     _check_storage(diff, storage)
     compare = not diff["f"] or diff.get("x", False)
+    scan: str | None = None
     while page.room > 0:
         resume = diff["k"] or "(0,0)"
         first_block = _tid(resume)[0]
         if first_block >= blocks:
             return True
         step = _step(diff, page.room)
+        user = await session.as_caller()
+        if scan is None:  # the policy's own condition, where an index can serve it (see narrow.py)
+            scan, whole = await narrow.pass_a_scan(user, table, session.role, diff, resume, blocks, page.room)
+            if whole:
+                step = blocks - first_block
         end_block = min(first_block + step, blocks)
         end = f"({end_block},0)" if end_block < blocks else "(4294967295,0)"
-        user = await session.as_caller()
-        rows = await user.fetch(table.sql["scan_range"], resume, end)
+        rows = await user.fetch(scan, resume, end)
         _learn(diff, len(rows), end_block - first_block)
-        full = len(rows) > page.room
-        if full:
-            # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
-            # nearly free on sorted input) to keep exactly the first `room` of the range.
-            rows = sorted(rows, key=_BY_TID)[: page.room]
         if not compare:
+            full = len(rows) > page.room
+            if full:
+                # A TID range scan returns rows in heap order, which SQL does not promise: sort them (in C, and
+                # nearly free on sorted input) to keep exactly the first `room` of the range.
+                rows = sorted(rows, key=_BY_TID)[: page.room]
             page.put_created(table, rows)  # a fresh view record: every visible row is new
-        elif rows:
-            service = await session.as_service()
-            held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
-            for key, version, row, _position in rows:
-                sent = held.get(key)
-                if sent != version:
-                    page.put(table, "created" if sent is None else "updated", key, version, row)
+        else:
+            rows, full = await _compare_range(session, table, client_id, rows, page)
         if full:
             block, offset = rows[-1][3]
             diff["k"] = f"({block},{offset})"
@@ -181,6 +182,28 @@ async def _diff_visible(session: Stepping, table: Table, client_id: str, diff: d
         if end_block >= blocks:
             return True
     return False
+
+
+async def _compare_range(session: Stepping, table: Table, client_id: str, rows: list[Any],
+                         page: Page) -> tuple[list[Any], bool]:
+    """Put the rows of a range that differ from the view record, in heap order, until the page is full.
+
+    Returns the rows dealt with and whether the page filled before the range ended (the diff then resumes after
+    the last of them). Rows that compare equal take no room: a re-diff that finds little changed (the tables
+    with untracked policy inputs, re-diffed on every pull) walks the whole table in one answer."""
+    if not rows:
+        return rows, False
+    service = await session.as_service()
+    held = {k: v for k, v in await service.fetch(VIEW_VERSIONS, client_id, table.id, [r[0] for r in rows])}
+    if len(rows) > page.room:
+        rows = sorted(rows, key=_BY_TID)  # see _diff_visible: heap order, which SQL does not promise
+    for index, (key, version, row, _position) in enumerate(rows):
+        sent = held.get(key)
+        if sent != version:
+            page.put(table, "created" if sent is None else "updated", key, version, row)
+            if page.room == 0 and index + 1 < len(rows):
+                return rows[: index + 1], True
+    return rows, False
 
 
 def _check_storage(diff: dict[str, Any], storage: int | None) -> None:

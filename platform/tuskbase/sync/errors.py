@@ -14,6 +14,8 @@ BAD_CLIENT = ("SYNC103", 400)  # client_id missing or malformed
 CLIENT_OWNED = ("SYNC104", 403)  # the client id belongs to another user
 UNAUTHORIZED = ("SYNC105", 401)  # no valid apikey / token
 FORBIDDEN_TABLE = ("SYNC106", 403)  # the caller's role may not read this table at all
+CURSOR_AHEAD = ("SYNC107", 400)  # a cursor past the change feed (not one this server's feed issued)
+TOO_DEEP = ("SYNC108", 400)  # a JSON body nested deeper than TUSKBASE_SYNC_JSON_MAX_DEPTH
 REFUSED = ("SYNC110", 409)  # a push refused (per-row reasons in details)
 TOO_LARGE = ("SYNC111", 413)  # a push with too many rows
 
@@ -34,10 +36,17 @@ LIVE_NOT_READY = ("SYNC131", 503)  # the live channel is not listening yet
 # Any endpoint (routes.py)
 UNAVAILABLE = ("SYNC140", 503)  # the database is starting, stopping or unreachable: retry after Retry-After
 
+# Load limits (limits.py): each answer carries Retry-After (TUSKBASE_SYNC_RETRY_AFTER)
+USER_BUSY = ("SYNC150", 429)  # this user already runs TUSKBASE_SYNC_PER_USER_MAX sync requests in this process
+BUSY = ("SYNC151", 503)  # no sync slot of this process came free within TUSKBASE_SYNC_QUEUE_MS
+TIMED_OUT = ("SYNC152", 503)  # a sync statement ran past TUSKBASE_SYNC_STATEMENT_TIMEOUT_MS
+
 
 class SyncError(Exception):
-    def __init__(self, kind: tuple[str, int], message: str, details: Any = None) -> None:
+    def __init__(self, kind: tuple[str, int], message: str, details: Any = None, *,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
         self.code, self.status = kind
         self.message = message
         self.details = details

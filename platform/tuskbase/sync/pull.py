@@ -38,6 +38,10 @@ from the change log. Two modes:
   the diff over, comparing with the view record (the pages read under the old rules left no trace in the change
   log). A table a policy reads that changed while the diff ran is in the change log past the diff's target: the
   pull that ends the diff stops there (has_more), and the next one re-diffs.
+- untracked inputs: a table whose policies read a table outside `sync.tables` (whose changes are not logged) is
+  re-diffed on every pull that is not part of a diff (after the incremental step, with the cursor's seq as the
+  diff's target), and the "nothing new" answer never answers for it. Rows that compare equal with the view
+  record take no room in the page, so a re-diff that finds nothing walks the table in one answer.
 
 A pull with nothing new answers from `sync.clients` and `sync.feed_state` alone, without reading synced tables.
 
@@ -61,11 +65,13 @@ from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync.catalog import Catalog, Table
 from tuskbase.sync.connections import QuickConnections
-from tuskbase.sync.diff import Page, compare, run_diff
+from tuskbase.sync.diff import Page, compare_keys, run_diff
 from tuskbase.sync.errors import (
     BAD_CLIENT,
+    BAD_CURSOR,
     BAD_REQUEST,
     CLIENT_OWNED,
+    CURSOR_AHEAD,
     FORBIDDEN_TABLE,
     UNKNOWN_TABLE,
     SyncError,
@@ -158,8 +164,8 @@ def client_lock(client_id: str) -> str:
 
 
 def check_client_id(client_id: Any) -> str:
-    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
-        raise SyncError(BAD_CLIENT, "client_id must be a string of 1 to 128 characters")
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128 or "\x00" in client_id:
+        raise SyncError(BAD_CLIENT, "client_id must be a string of 1 to 128 characters, without NUL")
     return client_id
 
 
@@ -221,6 +227,8 @@ async def _nothing_new(conn: Any, given: Cursor, caller: Caller, tables: list[st
     if catalog is None:
         return None
     wanted = _requested(catalog, tables, caller.role)
+    if any(t.deps is None for t in wanted):
+        return None  # a policy input outside the change log may have moved: `_pull` re-diffs those tables
     if given.fingerprint != view_fingerprint(catalog, caller, wanted, cached=True):
         return None
     return PullResult({t.public_name: TableChanges() for t in wanted}, given.text or given.encode(), False)
@@ -257,6 +265,7 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
     fingerprint = view_fingerprint(catalog, caller, wanted)
     fresh = given is None
     if given is not None:
+        _check_against_feed(given, feed_seq, epoch)
         if (given.pull_no, given.nonce) == (pull_no, nonce):
             if pull_no % 32 == 0 and pull_no:
                 await conn.execute(DROP_TOMBSTONES, client_id, pull_no)
@@ -292,10 +301,15 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
                     "f": not await conn.fetchval(HAS_VIEW, client_id)}
         elif diff is None and seq < feed_seq and await _needs_diff(conn, catalog, wanted, seq, feed_seq):
             diff = {"u": feed_seq, "q": wanted_ids, "ph": "a", "k": None, "f": False}
+        elif diff is not None and not set(diff["q"]) <= set(wanted_ids):
+            # A diff walks only tables of the pull it began in (their ids are in the fingerprint): a cursor naming
+            # others was re-encoded by hand. Refused before any of them is read.
+            raise SyncError(BAD_CURSOR, "cursor is not one this server issued (its diff names other tables)")
 
     if exact and diff is not None:
         diff["f"] = False
     has_more = False
+    walked = diff is not None  # this pull works on a diff, which walks the tables with untracked inputs too
     if diff is not None:
         finished = await run_diff(session, catalog, client_id, diff, page)
         if finished:
@@ -309,6 +323,8 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
             has_more = True
     if diff is None and not has_more and page.room > 0 and seq < feed_seq:
         seq, has_more = await _incremental(session, catalog, wanted, client_id, seq, feed_seq, page)
+    if not walked and not has_more:
+        diff, has_more = await _rediff_untracked(session, catalog, wanted, client_id, seq, page)
 
     page.finish()
     if page.keys:
@@ -319,6 +335,17 @@ async def _pull(session: Stepping, catalog: Catalog, wanted: list[Table], caller
         await conn.execute(SAVE_CLIENT, client_id, pull_no, nonce)
     new_cursor = Cursor(client_id, pull_no, nonce, seq, epoch, fingerprint, diff)
     return PullResult(page.changes, new_cursor.encode(), has_more)
+
+
+def _check_against_feed(given: Cursor, feed_seq: int, epoch: int) -> None:
+    """Refuse a cursor of this feed (same epoch) that claims changes the feed has not logged yet: no pull issues
+    one, and answering it would leave the client waiting, with "nothing new", until the feed got that far."""
+    if given.epoch != epoch:
+        return  # another feed's cursor: the pull re-diffs
+    ahead = given.diff["u"] if given.diff else given.seq  # a diff under way replaces seq with its target
+    if ahead > feed_seq:
+        raise SyncError(CURSOR_AHEAD, f"cursor is past the change feed (seq {ahead}, the feed is at {feed_seq}): "
+                                      "not one this server issued; pull with no cursor to start over")
 
 
 async def _record(conn: Any, client_id: str, pull_no: int, page: Page) -> None:
@@ -342,11 +369,35 @@ class _Reseen(Exception):
 
 
 async def _needs_diff(conn: Any, catalog: Catalog, wanted: list[Table], since: int, until: int) -> bool:
-    if any(t.deps is None for t in wanted):
-        return True
-    deps = sorted({d for t in wanted for d in (t.deps or ())})
-    columns = sorted({c for t in wanted for c in t.dep_columns})
-    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in wanted])
+    """Whether the change log since `since` holds a change that can move rows of the tracked tables of `wanted` in
+    or out of view. Tables with untracked policy inputs are not asked about: `_rediff_untracked` re-diffs them on
+    every pull, which answering True here for them would turn into a `has_more` that never ends."""
+    tracked = [t for t in wanted if t.deps is not None]
+    if not tracked:
+        return False
+    deps = sorted({d for t in tracked for d in (t.deps or ())})
+    columns = sorted({c for t in tracked for c in t.dep_columns})
+    return await conn.fetchval(NEEDS_DIFF, since, until, deps, columns, [t.id for t in tracked])
+
+
+async def _rediff_untracked(session: Stepping, catalog: Catalog, wanted: list[Table], client_id: str, seq: int,
+                            page: Page) -> tuple[dict[str, Any] | None, bool]:
+    """Re-diff the tables whose policies read a table outside `sync.tables`, once per pull that is not already
+    part of a diff: a change to such an input leaves no trace in the change log (a membership granted or revoked
+    while the feed is still), so only comparing what the user may see now with the view record can tell.
+
+    The diff's target is the cursor's own seq, since only these tables are walked: the change log past it is
+    still to be read for the others, by the pull after this diff ends. Returns the diff under way (None when done)
+    and `has_more`."""
+    untracked = [t.id for t in wanted if t.deps is None]
+    if not untracked:
+        return None, False
+    if page.room == 0:
+        return None, True  # the next pull (the cursor says: no diff under way) re-diffs them
+    diff: dict[str, Any] = {"u": seq, "q": untracked, "ph": "a", "k": None, "f": False}
+    if await run_diff(session, catalog, client_id, diff, page):
+        return None, False
+    return diff, True
 
 
 async def _incremental(session: Stepping, catalog: Catalog, wanted: list[Table], client_id: str, since: int,
@@ -360,7 +411,7 @@ async def _incremental(session: Stepping, catalog: Catalog, wanted: list[Table],
     for _seq, tbl, key in rows:
         by_table.setdefault(tbl, {})[key] = None
     for tbl, keys in by_table.items():
-        await compare(session, catalog.tables[tbl], client_id, list(keys), page, held_only=False)
+        await compare_keys(session, catalog.tables[tbl], client_id, list(keys), page, held_only=False)
     if len(rows) == asked and rows[-1][0] < until:
         return rows[-1][0], True
     return until, False

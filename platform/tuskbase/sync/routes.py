@@ -23,30 +23,35 @@ from litestar import Litestar, Request, Response, Router, post
 from tuskbase import caller as callers
 from tuskbase.caller import Caller, CallerError
 from tuskbase.service import ASGIApp, FastPath, Service
+from tuskbase.sync import body as sync_body
 from tuskbase.sync import metrics, routes_live, routes_watermelon
 from tuskbase.sync import pull as pull_module
 from tuskbase.sync import push as push_module
 from tuskbase.sync.connections import QuickConnections
 from tuskbase.sync.errors import BAD_REQUEST, UNAUTHORIZED, SyncError
-from tuskbase.sync.http import JSON, caller_of, decode_object, error_answer, exception_handler, json_object
+from tuskbase.sync.http import JSON, caller_of, error_answer, exception_handler, json_object, limited
+from tuskbase.sync.limits import ClientGone, SyncLimits
 
 PREFIX = "/sync/v1"
 PULL_PATH = PREFIX + "/pull"
 
 
-async def _pull(state: Any, caller: Caller, body: dict[str, Any]) -> bytes:
-    """The answer of a pull, from the route or the fast path."""
-    result = await pull_module.pull(
-        state.pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
+async def _pull(state: Any, caller: Caller, body: dict[str, Any], receive: Any) -> bytes:
+    """The answer of a pull, from the route or the fast path: under the load limits, cancelled if the client
+    disconnects (limits.py)."""
+    result = await state.sync_limits.run(caller.user_key, receive, lambda: pull_module.pull(
+        state.sync_pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
         limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
         quick=getattr(state, "sync_quick", None),
-    )
+    ))
     return result.body()
 
 
 @post("/pull", media_type=JSON, status_code=200, include_in_schema=False)
 async def pull_route(request: Request) -> Response[bytes]:
-    return Response(await _pull(request.app.state, caller_of(request), await json_object(request)), media_type=JSON)
+    caller = caller_of(request)
+    body = await json_object(request)
+    return Response(await _pull(request.app.state, caller, body, request.receive), media_type=JSON)
 
 
 @post("/push", media_type=JSON, status_code=200, include_in_schema=False)
@@ -54,10 +59,10 @@ async def push_route(request: Request) -> Response[bytes]:
     caller = caller_of(request)
     body = await json_object(request)
     state = request.app.state
-    result = await push_module.push(
-        state.pool, caller, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
+    result = await limited(request, caller, lambda: push_module.push(
+        state.sync_pool, caller, client_id=body.get("client_id"), mutation_id=body.get("mutation_id"),
         cursor=body.get("cursor"), changes=body.get("changes"), settings=state.settings,
-    )
+    ))
     return Response(result.body, status_code=result.status, media_type=JSON)
 
 
@@ -103,7 +108,9 @@ def _pull_fast(app: Litestar) -> ASGIApp:
             raw = await _read_body(receive, state.settings.max_body_bytes)
             if raw is None:
                 raise SyncError(BAD_REQUEST, "the body is missing or too large")
-            answer = await _pull(state, caller, decode_object(raw))
+            answer = await _pull(state, caller, sync_body.decode_object(raw, state.settings), receive)
+        except ClientGone:
+            return  # nobody to answer
         except Exception as error:
             refusal = error_answer(state.settings, error)
             if refusal is None:
@@ -121,10 +128,14 @@ async def start_sync(app: Any) -> None:
 
     from tuskbase import db
 
-    url = db.authenticator_url(app.state.settings)
+    settings = app.state.settings
+    url = db.authenticator_url(settings)
+    # Sync has connections of its own, which auth, REST and /ready never wait for, and bounded admission to them.
+    app.state.sync_pool = await db.create_sync_pool(settings)
+    app.state.sync_limits = SyncLimits.from_settings(settings)
     app.state.sync_quick = QuickConnections(
-        lambda: asyncpg.connect(url, server_settings={"application_name": "tuskbase-sync"}),
-        app.state.settings.db_pool_max,
+        lambda: asyncpg.connect(url, server_settings=db.sync_server_settings(settings)),
+        settings.sync_pool_max,
     )
     await metrics.start(app)
 
@@ -134,6 +145,9 @@ async def stop_sync(app: Any) -> None:
     quick = getattr(app.state, "sync_quick", None)
     if quick is not None:
         await quick.close()
+    pool = getattr(app.state, "sync_pool", None)
+    if pool is not None:
+        await pool.close()
 
 
 ROUTER = Router(

@@ -12,31 +12,30 @@
 
 from __future__ import annotations
 
-import msgspec
 from litestar import Request, Response, get, post
 
+from tuskbase.sync import body as sync_body
 from tuskbase.sync import watermelon
-from tuskbase.sync.errors import BAD_RECORD, SyncError
-from tuskbase.sync.http import JSON, caller_of
+from tuskbase.sync.errors import BAD_RECORD
+from tuskbase.sync.http import JSON, caller_of, limited
 
 
 @get("/watermelon", media_type=JSON, include_in_schema=False)
 async def watermelon_pull(request: Request) -> Response[bytes]:
     caller = caller_of(request)
     state = request.app.state
-    answer = await watermelon.pull(state.pool, caller, request.query_params, state.settings)
+    answer = await limited(request, caller, lambda: watermelon.pull(
+        state.sync_pool, caller, request.query_params, state.settings))
     return Response(answer.body(), media_type=JSON)
 
 
 @post("/watermelon", media_type=JSON, status_code=200, include_in_schema=False)
 async def watermelon_push(request: Request) -> Response[bytes]:
     caller = caller_of(request)
-    try:
-        body = msgspec.json.decode(await request.body())
-    except msgspec.DecodeError:
-        raise SyncError(BAD_RECORD, "the body must be JSON") from None
     state = request.app.state
-    answer = await watermelon.push(state.pool, caller, request.query_params, body, state.settings)
+    body = sync_body.decode(await request.body(), state.settings, kind=BAD_RECORD)
+    answer = await limited(request, caller, lambda: watermelon.push(
+        state.sync_pool, caller, request.query_params, body, state.settings))
     return Response(answer, media_type=JSON)
 
 

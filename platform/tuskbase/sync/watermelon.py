@@ -47,6 +47,7 @@ from tuskbase.config import Settings
 from tuskbase.sync import catalog as catalog_module
 from tuskbase.sync import pull as engine_pull
 from tuskbase.sync import push as engine_push
+from tuskbase.sync.body import check_depth
 from tuskbase.sync.catalog import Catalog, Table
 from tuskbase.sync.errors import (
     BAD_PARAMETER,
@@ -72,6 +73,7 @@ where tbl = $1 and op = 'D' and key = any($2::jsonb[])
 TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone"})
 JSON_TYPES = frozenset({"json", "jsonb"})
 MAX_MIGRATION_ROWS = 1_000_000
+MAX_TIMESTAMP = 2**63 - 1  # a timestamp is a bigint id: a larger number cannot be one (nor be bound as one)
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
@@ -179,7 +181,7 @@ async def _catalog(pool: Any, settings: Settings) -> Catalog:
 # -- pull ------------------------------------------------------------------------------------------------------
 
 
-def parse_pull(params: Any) -> tuple[int | None, dict[str, Any] | None, int | None]:
+def parse_pull(params: Any, settings: Settings | None = None) -> tuple[int | None, dict[str, Any] | None, int | None]:
     """(last_pulled_at, migration, limit) from the query parameters, as WatermelonDB's docs send them."""
     last = _number(params.get("last_pulled_at"), "last_pulled_at", BAD_TIMESTAMP)
     _number(params.get("schema_version"), "schema_version", BAD_PARAMETER)
@@ -189,9 +191,10 @@ def parse_pull(params: Any) -> tuple[int | None, dict[str, Any] | None, int | No
     raw = params.get("migration")
     migration = None
     if raw not in (None, "", "null", "undefined"):
+        check_depth(raw, settings, what="migration", kind=BAD_PARAMETER)
         try:
             migration = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SyncError(BAD_PARAMETER, "migration must be JSON (or null)") from None
         if not _migration_ok(migration):
             raise SyncError(BAD_PARAMETER, "migration must be {from, tables: [...], columns: [{table, columns}]}")
@@ -237,7 +240,7 @@ async def _remember(pool: Any, client_id: str, cursor: str | None, presented: in
 
 
 async def pull(pool: Any, caller: Caller, params: Any, settings: Settings) -> PullAnswer:
-    last_pulled_at, migration, limit = parse_pull(params)
+    last_pulled_at, migration, limit = parse_pull(params, settings)
     client_id, cursor = await resolve(pool, caller, last_pulled_at)
     tables = syncable(await _catalog(pool, settings))
     names = sorted(tables)
@@ -323,7 +326,7 @@ def parse_push(params: Any, body: Any) -> tuple[int, dict[str, Any]]:
         last = body.get("lastPulledAt", query_last)
     else:
         changes, last = body, query_last
-    if isinstance(last, bool) or not isinstance(last, int) or last <= 0:
+    if isinstance(last, bool) or not isinstance(last, int) or not 0 < last <= MAX_TIMESTAMP:
         raise SyncError(BAD_TIMESTAMP, "lastPulledAt must be the timestamp of the client's last pull")
     if query_last is not None and query_last != last:
         raise SyncError(BAD_TIMESTAMP, "last_pulled_at and lastPulledAt differ")

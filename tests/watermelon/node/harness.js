@@ -5,7 +5,9 @@
 // syncs with the real `synchronize()` whose pullChanges / pushChanges only call Tuskbase's URLs.
 //
 // Commands (all take `device` except `ping`):
-//   open {url, apikey, token, schemaVersion}  create or reopen (app upgrade) the device's database
+//   open {url, apikey, token, schemaVersion, members?}  create or reopen (app upgrade) the device's database;
+//                                             members: the app also holds list_members (once the server gives
+//                                             it a one-column surrogate key, as the README's recipe does)
 //   token {token}                             the user's access token (sign-in, refresh)
 //   create {table, fields} -> {id}            local writes, as an app would make them offline
 //   update {table, recordId, fields}
@@ -42,7 +44,8 @@ logger.error = (...args) => console.error('[wmelon error]', ...args)
 
 // The example todo app (examples/todo). Version 1 has no `position` on todos; version 2 adds it, so an
 // upgraded device asks the server for that column through `migration`. list_members has a composite key, which
-// WatermelonDB cannot hold (one string `id` per record): the app does not sync it.
+// WatermelonDB cannot hold (one string `id` per record): the app syncs it only once the server gives it a
+// surrogate key (`open` with members: true).
 const listsTable = tableSchema({
   name: 'lists',
   columns: [
@@ -61,10 +64,20 @@ const todoColumns = [
   { name: 'updated_at', type: 'number' },
 ]
 const positionColumn = { name: 'position', type: 'number' }
+const membersTable = tableSchema({
+  name: 'list_members',
+  columns: [
+    { name: 'list_id', type: 'string', isIndexed: true },
+    { name: 'user_id', type: 'string' },
+    { name: 'role', type: 'string' },
+    { name: 'added_at', type: 'number' },
+  ],
+})
 
-function schemaFor(version) {
+function schemaFor(version, members) {
   const todos = version >= 2 ? [...todoColumns, positionColumn] : todoColumns
-  return appSchema({ version, tables: [listsTable, tableSchema({ name: 'todos', columns: todos })] })
+  const tables = [listsTable, tableSchema({ name: 'todos', columns: todos })]
+  return appSchema({ version, tables: members ? [...tables, membersTable] : tables })
 }
 
 function migrationsFor(version) {
@@ -90,10 +103,13 @@ class Todo extends Stamped {
   static table = 'todos'
   static associations = { lists: { type: 'belongs_to', key: 'list_id' } }
 }
+class Member extends Model {
+  static table = 'list_members'
+}
 
 const devices = new Map()
 
-async function open(name, { url, apikey, token, schemaVersion = 1 }) {
+async function open(name, { url, apikey, token, schemaVersion = 1, members = false }) {
   const previous = devices.get(name)
   // The Loki memory store outlives the Database object: reopening at a higher version is an app upgrade.
   const store = previous ? previous.store : new LokiMemoryAdapter()
@@ -101,7 +117,7 @@ async function open(name, { url, apikey, token, schemaVersion = 1 }) {
     await flush(previous)
   }
   const adapter = new LokiJSAdapter({
-    schema: schemaFor(schemaVersion),
+    schema: schemaFor(schemaVersion, members),
     migrations: migrationsFor(schemaVersion),
     useWebWorker: false,
     useIncrementalIndexedDB: true, // no IndexedDB in Node: the Loki store given below is used
@@ -109,7 +125,7 @@ async function open(name, { url, apikey, token, schemaVersion = 1 }) {
     _testLokiAdapter: store,
     extraLokiOptions: { autosave: true, autosaveInterval: 20 },
   })
-  const database = new Database({ adapter, modelClasses: [List, Todo] })
+  const database = new Database({ adapter, modelClasses: members ? [List, Todo, Member] : [List, Todo] })
   const device = { name, store, database, url, apikey, token, pending: null, lastPull: null }
   devices.set(name, device)
   return { schemaVersion }
