@@ -333,15 +333,7 @@ class RestService:
         planner = plan.Planner(self.holder.cache, 0, self.settings.rest_aggregates_enabled)
         body = self.json_body(raw, headers, required=method in ("POST", "PATCH", "PUT") and not request.is_rpc)
         if request.is_rpc:
-            if method != "POST":
-                raise ApiError(405, errors.INVALID_RPC_METHOD, f"Cannot use the {method} method on RPC")
-            rpc_plan = planner.rpc(request, body)
-            fn = rpc_plan.function
-            compiled = Compiled(query.rpc(rpc_plan, method, request.prefer.count is not None, request.strip_nulls),
-                                fn.volatility in ("i", "s"), request.accept == "single", request.accept == "csv",
-                                request.offset.get((), 0), request.prefer.count is not None, None,
-                                rpc_plan.node is None or not fn.returns_set, fn.returns_void, b"")
-            return await self.run_read(compiled, caller, conn)
+            return await self.run_read(_rpc_call(method, request, planner, body), caller, conn)
         if method == "PUT":
             raise ApiError(405, errors.UNSUPPORTED_METHOD, "PUT is not supported; use POST with "
                            "Prefer: resolution=merge-duplicates")
@@ -357,24 +349,9 @@ class RestService:
                                                       for c in table.pk])
             representation = True
         if method == "POST":
-            rows = body if isinstance(body, list) else [body]
-            if not all(isinstance(row, dict) for row in rows):
-                raise ApiError(400, errors.INVALID_BODY, "All object keys must match",
-                               "The body must be a JSON object or an array of objects")
-            if prefer.missing == "default":
-                # Each set of keys is its own INSERT, so a missing key takes the column default, not null.
-                wanted = set(request.columns) if request.columns else None
-                by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-                for row in rows:
-                    keys = tuple(k for k in row if wanted is None or k in wanted)
-                    by_keys.setdefault(keys, []).append(row)
-                groups = [(list(keys), group) for keys, group in by_keys.items()]
-            elif request.columns:
-                groups = [(list(request.columns), rows)]
-            else:
-                groups = [(_keys(rows), rows)]
             statements = query.insert(
-                node, [(plan.check_payload_columns(table, names), json.dumps(group)) for names, group in groups],
+                node, [(plan.check_payload_columns(table, names), json.dumps(group))
+                       for names, group in _insert_groups(request, body)],
                 request.on_conflict, prefer.resolution, representation, request.strip_nulls)
             status = 201
         elif method == "PATCH":
@@ -393,24 +370,7 @@ class RestService:
             status = 201
         limit = prefer.max_affected if prefer.handling == "strict" and method in ("PATCH", "DELETE") else None
         in_batch = conn is not None
-        try:
-            with errors.DatabaseErrors(caller.authenticated):
-                if in_batch:
-                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept,
-                                                               limit)
-                elif (len(statements) == 1 and limit is None and request.accept != "single"
-                      and prefer.tx != "rollback"):
-                    # One statement and nothing to check after it: its own implicit transaction is all it needs.
-                    async with callers.session(self.pool, caller, readonly=False) as conn:
-                        text, rows_changed = await self._run_write(conn, statements, representation, request.accept)
-                else:
-                    async with callers.session(self.pool, caller, readonly=False) as conn, conn.transaction():
-                        text, rows_changed = await self._run_write(conn, statements, representation,
-                                                                   request.accept, limit)
-                        if prefer.tx == "rollback":
-                            raise _Rollback(text, rows_changed)
-        except _Rollback as done:  # Prefer: tx=rollback: the answer of the write, none of its effects
-            text, rows_changed = done.args
+        text, rows_changed = await self._execute_write(statements, request, caller, conn, representation, limit)
         out: list[tuple[bytes, bytes]] = [(b"content-type", JSON)]
         total = rows_changed if prefer.count else None
         if method == "POST":
@@ -433,6 +393,28 @@ class RestService:
             if request.accept == "single":
                 out[0] = (b"content-type", b"application/vnd.pgrst.object+json; charset=utf-8")
         return Answer(status, payload, out)
+
+    async def _execute_write(self, statements: list[query.Statement], request: parse.ApiRequest, caller: Caller,
+                             conn: Any, representation: bool, limit: int | None) -> tuple[str | None, int]:
+        """Run a write's statements: inside the batch's transaction (`conn`), alone in its own implicit
+        transaction when nothing is checked after it, else in a transaction of its own."""
+        try:
+            with errors.DatabaseErrors(caller.authenticated):
+                if conn is not None:
+                    return await self._run_write(conn, statements, representation, request.accept, limit)
+                if (len(statements) == 1 and limit is None and request.accept != "single"
+                        and request.prefer.tx != "rollback"):
+                    # One statement and nothing to check after it: its own implicit transaction is all it needs.
+                    async with callers.session(self.pool, caller, readonly=False) as conn:
+                        return await self._run_write(conn, statements, representation, request.accept)
+                async with callers.session(self.pool, caller, readonly=False) as conn, conn.transaction():
+                    text, rows_changed = await self._run_write(conn, statements, representation, request.accept,
+                                                               limit)
+                    if request.prefer.tx == "rollback":
+                        raise _Rollback(text, rows_changed)
+                    return text, rows_changed
+        except _Rollback as done:  # Prefer: tx=rollback: the answer of the write, none of its effects
+            return done.args
 
     @staticmethod
     async def _run_write(conn: Any, statements: list[query.Statement], representation: bool, accept: str,
@@ -492,6 +474,37 @@ class RestService:
 
 class _Rollback(Exception):
     """Leaves a write's transaction without committing (Prefer: tx=rollback), carrying its answer."""
+
+
+def _rpc_call(method: str, request: parse.ApiRequest, planner: plan.Planner, body: Any) -> Compiled:
+    """A POST to /rpc/<function>, compiled as a read of the function's result."""
+    if method != "POST":
+        raise ApiError(405, errors.INVALID_RPC_METHOD, f"Cannot use the {method} method on RPC")
+    rpc_plan = planner.rpc(request, body)
+    fn = rpc_plan.function
+    return Compiled(query.rpc(rpc_plan, method, request.prefer.count is not None, request.strip_nulls),
+                    fn.volatility in ("i", "s"), request.accept == "single", request.accept == "csv",
+                    request.offset.get((), 0), request.prefer.count is not None, None,
+                    rpc_plan.node is None or not fn.returns_set, fn.returns_void, b"")
+
+
+def _insert_groups(request: parse.ApiRequest, body: Any) -> list[tuple[list[str], list[dict[str, Any]]]]:
+    """The rows of a POST by the columns each INSERT names."""
+    rows = body if isinstance(body, list) else [body]
+    if not all(isinstance(row, dict) for row in rows):
+        raise ApiError(400, errors.INVALID_BODY, "All object keys must match",
+                       "The body must be a JSON object or an array of objects")
+    if request.prefer.missing == "default":
+        # Each set of keys is its own INSERT, so a missing key takes the column default, not null.
+        wanted = set(request.columns) if request.columns else None
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            keys = tuple(k for k in row if wanted is None or k in wanted)
+            by_keys.setdefault(keys, []).append(row)
+        return [(list(keys), group) for keys, group in by_keys.items()]
+    if request.columns:
+        return [(list(request.columns), rows)]
+    return [(_keys(rows), rows)]
 
 
 def _keys(rows: list[dict[str, Any]]) -> list[str]:
