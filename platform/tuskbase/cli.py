@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tuskbase import db, migrate, observability, policies
+from tuskbase import db, migrate, observability, policies, serving
 from tuskbase.config import Settings, SettingsError, load
 from tuskbase.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tuskbase.tokens import Signer
@@ -90,7 +90,7 @@ def server_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "tuskbase.app:asgi_factory",
         "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers),
-        "--log-level", "warning",
+        "--log-level", "warning", *serving.granian_options(settings),
     ]
 
 
@@ -98,6 +98,7 @@ def worker_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "dramatiq", "tuskbase_workers",
         "--processes", str(settings.worker_processes), "--threads", str(settings.worker_threads),
+        "--skip-logging",  # tuskbase_workers configures logging as the API does (observability.configure_logging)
     ]
 
 
