@@ -196,3 +196,10 @@ def test_slow_bodies_are_answered_408_and_new_clients_served(database, tmp_path)
     assert by_surface["/auth/v1/signup"][1]["error_code"] == "request_timeout"
     assert by_surface["/sync/v1/push"] == (408, {"code": "SYNC141",
                                                  "message": "the request body was not received in time"})
+
+
+def test_the_sync_code_of_the_body_deadline_is_syncs_own():
+    from tuskbase import serving
+    from tuskbase.sync.errors import BODY_TIMEOUT
+
+    assert (serving.SYNC_CODE, serving.REQUEST_TIMEOUT) == BODY_TIMEOUT
