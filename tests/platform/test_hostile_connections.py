@@ -203,3 +203,43 @@ def test_the_sync_code_of_the_body_deadline_is_syncs_own():
     from tuskbase.sync.errors import BODY_TIMEOUT
 
     assert (serving.SYNC_CODE, serving.REQUEST_TIMEOUT) == BODY_TIMEOUT
+
+
+def test_live_connections_outlive_the_header_timeout(database, tmp_path):
+    """An SSE stream and a WebSocket are requests already under way: the header-read timeout that drops silent
+    sockets does not cut them."""
+    from websockets.asyncio.client import connect
+
+    data = tmp_path / "data"
+    signer = Signer.from_settings(Settings(jwt_secret=TEST_JWT_SECRET, data_dir=data))
+    now = int(time.time())
+    token = signer.sign({"sub": "6f1c7e54-9c1e-4a53-9d0a-3f5b9d8f0a11", "role": "authenticated",
+                         "aud": "authenticated", "iat": now, "exp": now + 3600, "iss": "tuskbase"})
+    anon = signer.api_key("anon")
+    with served(database, data, header_read_timeout_s="0.5") as (port, _key):
+
+        async def scenario() -> tuple[bool, bytes, dict]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /sync/v1/live HTTP/1.1\r\nHost: t\r\napikey: {anon}\r\n"
+                         f"Authorization: Bearer {token}\r\n\r\n".encode())
+            await writer.drain()
+            first = b""
+            while b"event: ready" not in first:  # the headers and the first event may come apart
+                chunk = await asyncio.wait_for(reader.read(65536), 5)
+                assert chunk, first
+                first += chunk
+            url = f"ws://127.0.0.1:{port}/sync/v1/live?apikey={anon}&access_token={token}"
+            async with connect(url) as socket:
+                ready = json.loads(await asyncio.wait_for(socket.recv(), 5))
+                assert ready["type"] == "ready"
+                await asyncio.sleep(2.0)  # four header timeouts
+                sse_closed = await closed_by_server(reader)
+                await socket.send(json.dumps({"type": "ping"}))
+                pong = json.loads(await asyncio.wait_for(socket.recv(), 5))
+            writer.close()
+            return sse_closed, first, pong
+
+        sse_closed, first, pong = asyncio.run(scenario())
+    assert b"200 OK" in first and b"event: ready" in first
+    assert not sse_closed
+    assert pong == {"type": "pong"}
