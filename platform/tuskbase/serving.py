@@ -68,19 +68,77 @@ def timeout_body(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, 
     return json.dumps(body).encode(), [(b"content-type", b"application/json"), (b"connection", b"close"), *extra]
 
 
-class _Reader:
-    """A request whose body is still coming: its deadline can be brought forward to now (evicted)."""
+class _Request:
+    """One request with a body, as BodyDeadline guards it: its `receive` and `send` wrap the server's.
 
-    __slots__ = ("timed_out", "timeout")
+    The request is registered with its guard from its first `receive` until its body is in (or it is
+    answered); the guard's one timer ends it at its deadline, or earlier when evicted, by cancelling the task
+    that awaits the server's `receive` (as `asyncio.timeout` would, without a timer per request).
+    """
 
-    def __init__(self) -> None:
-        self.timeout: asyncio.Timeout | None = None
-        self.timed_out = False
+    __slots__ = ("answered", "body_done", "deadline", "guard", "io", "scope", "started", "task", "timed_out",
+                 "waiting")
 
-    def evict(self) -> None:
+    def __init__(self, guard: BodyDeadline, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.guard = guard
+        self.scope = scope
+        # The server's receive and send, dropped as soon as the request is over: the server keeps reading a
+        # request's body (and so keeps its connection) for as long as anything references them, and an app
+        # that fails on the missing body can keep its frames (and this object) alive until a GC pass.
+        self.io: list[Any] = [receive, send]
+        self.deadline = 0.0
+        self.task: asyncio.Task[Any] | None = None
+        self.started = self.answered = self.body_done = self.timed_out = self.waiting = False
+
+    def expire(self) -> None:
+        """The deadline is now: a pending `receive` ends, and the next one answers 408."""
         self.timed_out = True
-        if self.timeout is not None:
-            self.timeout.reschedule(asyncio.get_running_loop().time())
+        if self.waiting and self.task is not None:
+            self.task.cancel()
+
+    async def receive(self) -> dict[str, Any]:
+        receive = self.io[0]
+        if self.answered or receive is None:
+            return {"type": "http.disconnect"}
+        if self.body_done:
+            return await receive()
+        if not self.timed_out:
+            if self.task is None:
+                self.task = asyncio.current_task()
+                self.guard.enter(self)
+            self.waiting = True
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                # Ours if the deadline passed and no one else asked to cancel as well (the server or the app
+                # stopping this request): then the request goes on, to its 408.
+                if not self.timed_out or self.task is None or self.task.uncancel() > 0:
+                    raise
+            else:
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    self.body_done = True
+                    self.guard.leave(self)
+                return message
+            finally:
+                self.waiting = False
+        self.guard.leave(self)
+        if not self.started:
+            self.answered = True
+            await self.guard.answer(self.scope, self.io[1])
+            self.io[0] = self.io[1] = None
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        send = self.io[1]
+        if self.answered or send is None:
+            return  # the client got its 408; what the app says after it goes nowhere
+        if message["type"] == "http.response.start":
+            self.started = True
+            if not self.body_done:
+                # Answered before the body was read (a refusal): without this, the server keeps the
+                # connection to read the rest of the body, however slowly it comes, past any deadline.
+                message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
 
 
 class BodyDeadline:
@@ -91,75 +149,51 @@ class BodyDeadline:
         self.app = app
         self.seconds = settings.body_read_timeout_s
         self.max_readers = settings.max_connections - settings.connection_headroom
-        self.readers: dict[_Reader, None] = {}  # insertion order: the first has been reading longest
+        # Requests whose body is still coming, in the order they started: with one timeout for all, that is
+        # also the order of their deadlines, so one timer (for the first) serves them all.
+        self.readers: dict[_Request, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.seconds
-        reader = _Reader()
-        # The server's receive and send, dropped as soon as the request is over: the server keeps reading a
-        # request's body (and so keeps its connection) for as long as anything references them, and an app
-        # that fails on the missing body can keep its frames (and these closures) alive until a GC pass.
-        io: list[Any] = [receive, send]
-        state = {"started": False, "answered": False, "body_done": False}
-
-        async def guarded_receive() -> dict[str, Any]:
-            if state["answered"] or io[0] is None:
-                return {"type": "http.disconnect"}
-            if state["body_done"]:
-                return await io[0]()
-            if reader not in self.readers and not reader.timed_out:
-                self._enter(reader)
-            try:
-                async with asyncio.timeout_at(deadline) as reader.timeout:
-                    if reader.timed_out:
-                        reader.timeout.reschedule(loop.time())
-                    message = await io[0]()
-            except TimeoutError:
-                self.readers.pop(reader, None)
-                if not state["started"]:
-                    state["answered"] = True
-                    await self._answer(scope, io[1])
-                    io[0] = io[1] = None
-                return {"type": "http.disconnect"}
-            finally:
-                reader.timeout = None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                state["body_done"] = True
-                self.readers.pop(reader, None)
-            return message
-
-        async def guarded_send(message: dict[str, Any]) -> None:
-            if state["answered"] or io[1] is None:
-                return  # the client got its 408; what the app says after it goes nowhere
-            if message["type"] == "http.response.start":
-                state["started"] = True
-                if not state["body_done"]:
-                    # Answered before the body was read (a refusal): without this, the server keeps the
-                    # connection to read the rest of the body, however slowly it comes, past any deadline.
-                    message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
-            await io[1](message)
-
+        request = _Request(self, scope, receive, send)
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            await self.app(scope, request.receive, request.send)
         except Exception:
-            if not state["answered"]:
+            if not request.answered:
                 raise  # after a 408 the app's complaint about the missing body is expected, not an error
         finally:
-            self.readers.pop(reader, None)
-            io[0] = io[1] = None
+            self.leave(request)
+            request.io[0] = request.io[1] = None
 
-    def _enter(self, reader: _Reader) -> None:
-        self.readers[reader] = None
+    def enter(self, request: _Request) -> None:
+        loop = asyncio.get_running_loop()
+        request.deadline = loop.time() + self.seconds
+        self.readers[request] = None
         while len(self.readers) > self.max_readers:
             oldest = next(iter(self.readers))
-            self.readers.pop(oldest)
-            oldest.evict()
+            del self.readers[oldest]
+            oldest.expire()
+        if self._timer is None:
+            self._timer = loop.call_at(request.deadline, self._sweep)
 
-    async def _answer(self, scope: dict[str, Any], send: Any) -> None:
+    def leave(self, request: _Request) -> None:
+        self.readers.pop(request, None)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        while self.readers:
+            first = next(iter(self.readers))
+            if first.deadline > now:
+                self._timer = asyncio.get_running_loop().call_at(first.deadline, self._sweep)
+                return
+            del self.readers[first]
+            first.expire()
+
+    async def answer(self, scope: dict[str, Any], send: Any) -> None:
         body, headers = timeout_body(scope["path"], scope["headers"])
         try:
             await send({"type": "http.response.start", "status": REQUEST_TIMEOUT, "headers": headers})
