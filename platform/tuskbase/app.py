@@ -7,15 +7,16 @@ SERVICES below is the table of contents of the API.
 
 from __future__ import annotations
 
+import hmac
 import importlib
 import logging
 import pkgutil
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 
-from tuskbase import db, migrate, observability
+from tuskbase import db, migrate, observability, serving
 from tuskbase.config import Settings, load
 from tuskbase.tokens import ClaimsCache, Signer
 
@@ -46,9 +47,24 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     return Response({"status": "ready"})
 
 
-@get("/metrics", media_type="text/plain; version=0.0.4", include_in_schema=False)
-async def metrics() -> bytes:
-    return observability.render_metrics()
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request, state: State) -> Response[bytes]:
+    """Prometheus metrics; who may read them is TUSKBASE_METRICS_ACCESS (public, token or off)."""
+    settings: Settings = state.settings
+    if settings.metrics_access == "off":
+        return Response(b'{"code": "TUSK404", "message": "metrics are turned off"}', status_code=404,
+                        media_type=MediaType.JSON)
+    if settings.metrics_access == "token" and not _bearer_matches(request, settings.metrics_token):
+        return Response(b'{"code": "TUSK401", "message": "metrics need Authorization: Bearer <METRICS_TOKEN>"}',
+                        status_code=401, media_type=MediaType.JSON, headers={"www-authenticate": "Bearer"})
+    rest = state.get("rest")
+    observability.sample_pools({"api": state.get("pool"), "rest": rest.pool if rest is not None else None})
+    return Response(observability.render_metrics(), media_type=observability.METRICS_CONTENT_TYPE)
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _service_modules() -> list[Any]:
@@ -88,20 +104,44 @@ def create_app(settings: Settings | None = None) -> Litestar:
         startup.extend(getattr(module, "STARTUP", ()))
         shutdown.extend(getattr(module, "SHUTDOWN", ()))
     shutdown.append(close_pool)
+    startup.append(_guard_and_observe)  # last: it wraps whatever the services made of the ASGI handler
 
     return Litestar(
         route_handlers=handlers,
         state=state,
         on_startup=startup,
         on_shutdown=shutdown,
-        middleware=[observability.RequestObserver],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
         logging_config=None,
     )
 
 
+async def _guard_and_observe(app: Litestar) -> None:
+    """Every request (REST's direct route included) gets an id, metrics and its access-log line, outside the
+    body deadline so a 408 is counted and logged as one."""
+    settings: Settings = app.state.settings
+    claims: ClaimsCache = app.state.claims
+    guarded = serving.BodyDeadline(app.asgi_handler, settings)
+    app.asgi_handler = observability.RequestObserver(
+        guarded, log_requests=settings.access_log, subject_of=lambda scope: _subject(claims, scope))
+
+
+def _subject(claims: ClaimsCache, scope: dict[str, Any]) -> str | None:
+    """`sub` of the request's bearer token, if the request verified it (it is then in the claims cache)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                found = claims.cached(token.strip())
+                sub = found.get("sub") if found else None
+                return sub if isinstance(sub, str) else None
+    return None
+
+
 def asgi_factory() -> Litestar:
     """Entry point for ASGI servers (`granian --factory tuskbase.app:asgi_factory`)."""
-    observability.configure_logging(load())
-    return create_app()
+    settings = load()
+    observability.configure_logging(settings)
+    serving.raise_file_limit(settings)
+    return create_app(settings)

@@ -285,6 +285,11 @@ class ClaimsCache:
             self._entries[token] = entry
         return entry
 
+    def cached(self, token: str) -> dict[str, Any] | None:
+        """Claims of `token` if it was verified before and is still in the cache, else None (no verification)."""
+        entry = self._entries.get(token)
+        return entry[0] if entry is not None else None
+
     def from_headers(self, apikey: str | None, authorization: str | None) -> tuple[dict[str, Any], str]:
         """Identity of a request: the bearer token if any, else the `apikey` (anon or service key)."""
         if authorization:

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from litestar import Litestar, asgi
 
-from tuskbase import db, observability
+from tuskbase import db
 from tuskbase.rest.handler import PREFIX, RestService
 from tuskbase.rest.pool import FastPool
 from tuskbase.schema import SchemaHolder
@@ -35,16 +35,15 @@ def _serve_directly(app: Litestar, service: RestService) -> None:
     """Route /rest/v1 to the service before Litestar's router and middleware stack.
 
     On this 2-core machine the stack costs about as much Python per request as the REST pipeline itself; the
-    mount above stays the documented route (and serves if this shortcut is removed). Request ids and access
-    metrics still apply: the service is wrapped in the same `RequestObserver` as every route.
+    mount above stays the documented route (and serves if this shortcut is removed). Request ids, access
+    metrics, the access log and the body deadline still apply: app.py wraps this dispatch in them.
     """
     router = app.asgi_handler
-    observed = observability.RequestObserver(service)
 
     async def dispatch(scope: Any, receive: Any, send: Any) -> None:
         path = scope["path"]
         if scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")):
-            await observed(scope, receive, send)
+            await service(scope, receive, send)
         else:
             await router(scope, receive, send)
 

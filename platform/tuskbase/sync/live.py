@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase import observability
 from tuskbase.config import Settings
 
 log = logging.getLogger("tuskbase.sync.live")
@@ -224,6 +225,8 @@ class LiveHub:
         subscriber = Subscriber(key, str(claims["role"]), claims_json, float(claims["exp"]), seq=start, poked=start)
         self.users.setdefault(key, set()).add(subscriber)
         self.count += 1
+        observability.LIVE_CONNECTIONS.set(self.count)
+        observability.LIVE_USERS.set(len(self.users))
         if subscriber.seq < self.seq:
             self._catch_up(subscriber)
         return subscriber
@@ -236,6 +239,8 @@ class LiveHub:
         self.count -= 1
         if not subscribers:
             del self.users[subscriber.key]
+        observability.LIVE_CONNECTIONS.set(self.count)
+        observability.LIVE_USERS.set(len(self.users))
 
     def refresh(self, subscriber: Subscriber, claims: dict[str, Any], claims_json: str) -> None:
         """A new token for the same user (a refreshed session): extends the connection's life."""

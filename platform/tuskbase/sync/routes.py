@@ -150,10 +150,9 @@ def _serve_pull_directly(app: Any) -> None:
 
     Clients poll this endpoint; most answers are "nothing new" (one round trip to Postgres), so the framework
     stack would be most of the cost. The Litestar route above stays the documented one and serves if this
-    shortcut is removed. Request ids and metrics still apply (`RequestObserver`).
+    shortcut is removed. Request ids, metrics, the access log and the body deadline still apply: app.py wraps
+    this dispatch in them.
     """
-    from tuskbase import observability
-
     state = app.state
     inner = app.asgi_handler
 
@@ -187,11 +186,9 @@ def _serve_pull_directly(app: Any) -> None:
             return
         await _send(send, 200, result.body())
 
-    observed = observability.RequestObserver(pull_raw)
-
     async def dispatch(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == PULL_PATH and scope["method"] == "POST":
-            await observed(scope, receive, send)
+            await pull_raw(scope, receive, send)
         else:
             await inner(scope, receive, send)
 
