@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tuskbase import migrate, policies
+from tuskbase import migrate, policies, serving
+from tuskbase.config import Settings
 from tuskbase.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def _until_stopped(process: subprocess.Popen[bytes], log, command: list[str], ba
 def granian_command(port: int, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "tuskbase.app:asgi_factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--log-level", "warning"]
+            "--log-level", "warning", *serving.granian_options(Settings())]
 
 
 def uvicorn_command(port: int, workers: int = 1) -> list[str]:

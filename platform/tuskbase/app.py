@@ -8,13 +8,14 @@ shows it.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, Router, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
 
-from tuskbase import db, migrate, observability
+from tuskbase import db, migrate, observability, serving
 from tuskbase.auth.routes import SERVICE as AUTH
 from tuskbase.config import Settings, load
 from tuskbase.flags.routes import SERVICE as FLAGS
@@ -53,22 +54,37 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     return Response({"status": "ready"})
 
 
-@get("/metrics", media_type="text/plain; version=0.0.4", include_in_schema=False)
-async def metrics() -> bytes:
-    return observability.render_metrics()
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request, state: State) -> Response[bytes]:
+    """Prometheus metrics; who may read them is TUSKBASE_METRICS_ACCESS (public, token or off)."""
+    settings: Settings = state.settings
+    if settings.metrics_access == "off":
+        return Response(b'{"code": "TUSK404", "message": "metrics are turned off"}', status_code=404,
+                        media_type=MediaType.JSON)
+    if settings.metrics_access == "token" and not _bearer_matches(request, settings.metrics_token):
+        return Response(b'{"code": "TUSK401", "message": "metrics need Authorization: Bearer <METRICS_TOKEN>"}',
+                        status_code=401, media_type=MediaType.JSON, headers={"www-authenticate": "Bearer"})
+    rest = state.get("rest")
+    observability.sample_pools({"api": state.get("pool"), "rest": rest.pool if rest is not None else None})
+    return Response(observability.render_metrics(), media_type=observability.METRICS_CONTENT_TYPE)
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class Dispatcher:
-    """The app's one ASGI entry below Litestar: a fast path of a service (bound once the services have started)
-    or, for everything else and until then, Litestar's router with its middleware."""
+    """The app's one ASGI dispatch in front of Litestar: a fast path of a service (bound once the services have
+    started) or, for everything else and until then, Litestar's router with its middleware. It runs inside the
+    request observer and the body deadline (`observed`), which every request passes."""
 
     def __init__(self, router: ASGIApp) -> None:
         self.router = router
         self.paths: list[tuple[FastPath, ASGIApp]] = []
 
     def bind(self, app: Litestar, services: tuple[Service, ...]) -> None:
-        self.paths = [(fast, observability.RequestObserver(fast.handler(app)))
-                      for service in services for fast in service.fast]
+        self.paths = [(fast, fast.handler(app)) for service in services for fast in service.fast]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -116,13 +132,32 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=state,
         on_startup=startup,
         on_shutdown=shutdown,
-        middleware=[observability.RequestObserver],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
         logging_config=None,
     )
-    app.asgi_handler = dispatcher = Dispatcher(app.asgi_handler)
+    dispatcher = Dispatcher(app.asgi_handler)
+    app.asgi_handler = observed(dispatcher, settings, state.claims)
     return app
+
+
+def observed(handler: ASGIApp, settings: Settings, claims: ClaimsCache) -> ASGIApp:
+    """Every request (the fast paths included) gets an id, metrics and its access-log line, outside the body
+    deadline so a 408 is counted and logged as one."""
+    return observability.RequestObserver(serving.BodyDeadline(handler, settings), log_requests=settings.access_log,
+                                         subject_of=lambda scope: _subject(claims, scope))
+
+
+def _subject(claims: ClaimsCache, scope: dict[str, Any]) -> str | None:
+    """`sub` of the request's bearer token, if the request verified it (it is then in the claims cache)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                found = claims.cached(token.strip())
+                sub = found.get("sub") if found else None
+                return sub if isinstance(sub, str) else None
+    return None
 
 
 def route_table(app: Litestar) -> list[tuple[str, str, str, str]]:
@@ -156,5 +191,7 @@ def _handlers(route: Any) -> list[Any]:
 
 def asgi_factory() -> Litestar:
     """Entry point for ASGI servers (`granian --factory tuskbase.app:asgi_factory`)."""
-    observability.configure_logging(load())
-    return create_app()
+    settings = load()
+    observability.configure_logging(settings)
+    serving.raise_file_limit(settings)
+    return create_app(settings)

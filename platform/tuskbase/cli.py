@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tuskbase import db, migrate, observability, policies
+from tuskbase import db, migrate, observability, policies, serving
 from tuskbase.config import Settings, SettingsError, load
 from tuskbase.devtools import cli as devtools_cli
 from tuskbase.embedded import EmbeddedPostgres, EmbeddedPostgresError
@@ -120,7 +120,7 @@ def server_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "tuskbase.app:asgi_factory",
         "--host", settings.host, "--port", str(settings.port), "--workers", str(settings.workers),
-        "--log-level", "warning",
+        "--log-level", "warning", *serving.granian_options(settings),
     ]
 
 
@@ -128,6 +128,7 @@ def worker_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "dramatiq", "tuskbase_workers",
         "--processes", str(settings.worker_processes), "--threads", str(settings.worker_threads),
+        "--skip-logging",  # tuskbase_workers configures logging as the API does (observability.configure_logging)
     ]
 
 

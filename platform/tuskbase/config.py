@@ -244,6 +244,38 @@ class Settings:
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
 
+    # --- serving: hostile connections, request log, /metrics (serving) ---------------------------------
+    http_version: str = _doc(
+        "HTTP version the API server speaks: `1` (HTTP/1.1: the header-read timeout covers a connection from its "
+        "first byte), `2` (HTTP/2 cleartext only) or `auto` (either, by sniffing; a silent connection then escapes "
+        "the header timeout). Behind a TLS proxy HTTP/2 cleartext adds nothing.", default="1")
+    header_read_timeout_s: float = _doc(
+        "Seconds a connection may take to send a request's headers, counted from when the server starts waiting "
+        "for them (a new connection, or an idle keep-alive one): a client that sends nothing is dropped after it.",
+        default=10.0)
+    body_read_timeout_s: float = _doc(
+        "Seconds a request may take to send its whole body once its headers are in; a slower one is answered 408 "
+        "and its connection closed.", default=30.0)
+    keepalive: bool = _doc(
+        "Keep HTTP/1.1 connections open between requests (an idle one is still closed after HEADER_READ_TIMEOUT_S).",
+        default=True)
+    max_connections: int = _doc(
+        "Connections one API worker process holds at once (granian's backpressure); more wait in the listen "
+        "backlog. Live-channel sockets count too.", default=12000)
+    connection_headroom: int = _doc(
+        "Of MAX_CONNECTIONS, connections that requests still sending their body may never take: when the others "
+        "are all taken, the request that has been sending its body longest is answered 408, so new clients "
+        "always find a free connection.", default=1000)
+    access_log: bool = _doc(
+        "Write one line per request to the `tuskbase.access` logger (method, path with secret parameters masked, "
+        "status, duration, request id, user id); JSON with LOG_FORMAT=json.", default=True)
+    metrics_access: str = _doc(
+        "Who may read /metrics: `public` (anyone who reaches the port), `token` (`Authorization: Bearer "
+        "<METRICS_TOKEN>`) or `off` (404).", default="public")
+    metrics_token: str = _doc("Bearer token /metrics asks for when METRICS_ACCESS=token (>= 16 chars).", default="")
+    backlog: int = _doc("Listen backlog: connections the kernel queues before the server accepts them.",
+                        default=2048)
+
     # --- workers -----------------------------------------------------------------------------------------
     broker_url: str = _doc(
         "Dramatiq broker: empty for the Postgres broker in the same database, or an amqp:// URL.", default=""
@@ -334,6 +366,17 @@ class Settings:
         _check(1 <= self.unavailable_retry_after <= 3600, "UNAVAILABLE_RETRY_AFTER", "must be from 1 to 3600")
         _check(self.rest_max_query_bytes >= 1024, "REST_MAX_QUERY_BYTES", "must be at least 1024")
         _check(self.rest_max_query_terms >= 64, "REST_MAX_QUERY_TERMS", "must be at least 64")
+        _check(self.http_version in ("1", "2", "auto"), "HTTP_VERSION", "must be `1`, `2` or `auto`")
+        _check(0.1 <= self.header_read_timeout_s <= 60, "HEADER_READ_TIMEOUT_S", "must be from 0.1 to 60 seconds")
+        _check(self.body_read_timeout_s >= 0.1, "BODY_READ_TIMEOUT_S", "must be at least 0.1 seconds")
+        _check(self.max_connections >= 16, "MAX_CONNECTIONS", "must be at least 16")
+        _check(1 <= self.connection_headroom < self.max_connections, "CONNECTION_HEADROOM",
+               "must be at least 1 and less than MAX_CONNECTIONS")
+        _check(self.backlog >= 128, "BACKLOG", "must be at least 128")
+        _check(self.metrics_access in ("public", "token", "off"), "METRICS_ACCESS",
+               "must be `public`, `token` or `off`")
+        _check(self.metrics_access != "token" or len(self.metrics_token) >= 16, "METRICS_TOKEN",
+               "must be at least 16 characters when METRICS_ACCESS=token")
         if self.database_url:
             scheme = urlsplit(self.database_url).scheme
             _check(scheme in ("postgres", "postgresql"), "DATABASE_URL", "must be a postgresql:// URL")
@@ -388,6 +431,11 @@ def _convert(name: str, raw: str, kind: typing.Any) -> typing.Any:
             return int(raw)
         except ValueError:
             raise SettingsError(f"{PREFIX}{name.upper()} must be a whole number, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be a number, got {raw!r}") from None
     if kind is bool:
         if raw.lower() in ("1", "true", "yes", "on"):
             return True

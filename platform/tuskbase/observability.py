@@ -9,9 +9,19 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from tuskbase.config import Settings
 
@@ -48,20 +58,96 @@ def prepare_multiprocess(settings: Settings, env: dict[str, str]) -> None:
     env[MULTIPROCESS_ENV] = str(folder)
 
 
+# Label values of the access metrics: the first path segment when it is one of these, else "other", so an
+# arbitrary URL never creates a new time series.
+SERVICES = frozenset({"rest", "auth", "sync", "storage", "push", "ofrep", "insights", "health", "ready", "metrics"})
+LIVE_PATH = "/sync/v1/live"
+# A live connection (SSE or WebSocket) lasts as long as the client stays: its lifetime is not a latency.
+LIVE_LIFETIME = Histogram(
+    "tuskbase_sync_live_connection_seconds",
+    "How long live-channel connections (SSE, WebSocket) stayed open",
+    ["transport"],
+    buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
+
+# Gauges sampled when /metrics is scraped (`sample_pools`); with several workers, the sum of what each live
+# worker set last.
+POOL_SIZE = Gauge("tuskbase_db_pool_max_connections", "Most connections the pool may open", ["pool"],
+                  multiprocess_mode="livesum")
+POOL_CONNECTIONS = Gauge("tuskbase_db_pool_connections", "Connections the pool holds, in use or idle",
+                         ["pool", "state"], multiprocess_mode="livesum")
+LIVE_CONNECTIONS = Gauge("tuskbase_sync_live_connections", "Live-channel connections (SSE and WebSocket) open",
+                         multiprocess_mode="livesum")
+LIVE_USERS = Gauge("tuskbase_sync_live_users", "Users holding at least one live-channel connection",
+                   multiprocess_mode="livesum")
+
+
+def sample_pools(pools: dict[str, Any]) -> None:
+    """Set the pool gauges from each pool's `(max size, open, idle)`."""
+    for name, pool in pools.items():
+        if pool is None:
+            continue
+        size, opened, idle = pool_figures(pool)
+        POOL_SIZE.labels(name).set(size)
+        POOL_CONNECTIONS.labels(name, "idle").set(idle)
+        POOL_CONNECTIONS.labels(name, "in_use").set(max(0, opened - idle))
+
+
+def pool_figures(pool: Any) -> tuple[int, int, int]:
+    if hasattr(pool, "get_max_size"):  # asyncpg.Pool
+        return pool.get_max_size(), pool.get_size(), pool.get_idle_size()
+    return pool.max_size, pool.size, pool.idle_size  # rest.pool.FastPool
+
+
+access_log = logging.getLogger("tuskbase.access")
+# Query parameters whose values are credentials or one-time secrets: never written to the log.
+SECRET_PARAMS = frozenset({"apikey", "access_token", "refresh_token", "token", "token_hash", "code", "password",
+                           "code_verifier", "id_token", "signature", "key", "secret"})
+
+
 def _service_of(path: str) -> str:
     # "/rest/v1/todos" -> "rest": a bounded label set, never the raw path.
     parts = path.split("/", 2)
-    return parts[1] if len(parts) > 1 and parts[1] else "root"
+    if len(parts) < 2 or not parts[1]:
+        return "root"
+    return parts[1] if parts[1] in SERVICES else "other"
+
+
+def loggable_target(path: str, query: bytes) -> str:
+    """The request's path and query string with the values of secret parameters masked."""
+    if not query:
+        return path
+    kept = []
+    for item in query.decode("latin-1").split("&"):
+        name, sep, _value = item.partition("=")
+        kept.append(f"{name}=***" if sep and unquote(name).lower() in SECRET_PARAMS else item)
+    return f"{path}?{'&'.join(kept)}"
 
 
 class RequestObserver:
-    """Gives every request an id (kept from `X-Request-Id` when the client sent one) and counts it."""
+    """Gives every request an id (kept from `X-Request-Id` when the client sent one), counts it, and writes its
+    line to the access log (`tuskbase.access`) when `log_requests`.
 
-    def __init__(self, app: Any) -> None:
+    `subject_of(scope)` names the user of a request (a verified token's `sub`), or None; it is asked only after
+    the request is served, when the handler has verified the token.
+    """
+
+    def __init__(self, app: Any, *, log_requests: bool = True,
+                 subject_of: Callable[[dict[str, Any]], str | None] | None = None) -> None:
         self.app = app
+        self.log_requests = log_requests
+        self.subject_of = subject_of
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind == "websocket" and scope["path"] == LIVE_PATH:
+            started = time.perf_counter()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                LIVE_LIFETIME.labels("websocket").observe(time.perf_counter() - started)
+            return
+        if kind != "http":
             await self.app(scope, receive, send)
             return
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex.encode()
@@ -79,9 +165,29 @@ class RequestObserver:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            service = _service_of(scope["path"])
+            seconds = time.perf_counter() - started
+            path = scope["path"]
+            service = _service_of(path)
             REQUESTS.labels(service, str(status)).inc()
-            LATENCY.labels(service).observe(time.perf_counter() - started)
+            if path == LIVE_PATH and status == 200:
+                LIVE_LIFETIME.labels("sse").observe(seconds)
+            else:
+                LATENCY.labels(service).observe(seconds)
+            if self.log_requests:
+                self._log(scope, status, seconds, request_id)
+
+    def _log(self, scope: dict[str, Any], status: int, seconds: float, request_id: bytes) -> None:
+        user = None
+        if self.subject_of is not None:
+            try:
+                user = self.subject_of(scope)
+            except Exception:  # the log line must never fail the request
+                user = None
+        entry = {"method": scope["method"], "path": loggable_target(scope["path"], scope.get("query_string", b"")),
+                 "status": status, "duration_ms": round(seconds * 1000, 2),
+                 "request_id": request_id.decode("latin-1"), "user_id": user}
+        access_log.info("%s %s %d %.1fms request_id=%s user_id=%s", entry["method"], entry["path"], status,
+                        entry["duration_ms"], entry["request_id"], user or "-", extra={"access": entry})
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
@@ -99,6 +205,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        access = getattr(record, "access", None)
+        if access is not None:
+            entry.update(access)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

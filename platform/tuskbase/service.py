@@ -17,8 +17,8 @@ Hook = Callable[[Any], Awaitable[None]]  # called with the Litestar app
 class FastPath:
     """A path served before Litestar's router and middleware stack: the polled hot paths, where the stack would
     cost about as much Python per request as the work itself (measured in bench/). The service still declares a
-    Litestar route for it (the documented one, which serves if the fast path is removed); the dispatcher wraps
-    the handler in the same `RequestObserver` as every route, so request ids and metrics still apply."""
+    Litestar route for it (the documented one, which serves if the fast path is removed); request ids, metrics,
+    the access log and the body deadline still apply: app.py wraps the dispatcher, fast paths included, in them."""
 
     path: str
     handler: Callable[[Any], ASGIApp]  # made once the services have started, from the app (its state)

@@ -284,3 +284,8 @@ class ClaimsCache:
             entry = (claims, json.dumps(claims, separators=(",", ":"), default=str))
             self._entries[token] = entry
         return entry
+
+    def cached(self, token: str) -> dict[str, Any] | None:
+        """Claims of `token` if it was verified before and is still in the cache, else None (no verification)."""
+        entry = self._entries.get(token)
+        return entry[0] if entry is not None else None

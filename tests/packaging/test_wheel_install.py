@@ -35,7 +35,7 @@ from tuskbase.migrate import SCHEMA_SNAPSHOT
 # platform policy is about it.
 STAND_IN_POLICY = ("tuskbase.schema_migrations.sql",
                    "alter table tuskbase.schema_migrations enable row level security;\n")
-# The migrations, not the committed schema snapshot beside them (migrate skips it).
+# sql/schema.sql is the generated dump of what the migrations give, not a migration.
 PLATFORM_MIGRATIONS = sorted(path.name for path in (ROOT / "sql").glob("*.sql") if path.name != SCHEMA_SNAPSHOT)
 
 

@@ -3,9 +3,12 @@
 import dramatiq
 
 from tuskbase.config import load
+from tuskbase.observability import configure_logging
 from tuskbase_workers.broker import make_broker
 
-broker = make_broker(load())
+settings = load()
+configure_logging(settings)  # the same format as the API's (TUSKBASE_LOG_FORMAT); `dramatiq --skip-logging`
+broker = make_broker(settings)
 dramatiq.set_broker(broker)
 
 from tuskbase_workers import actors  # noqa: E402  (actors bind to the broker set above)

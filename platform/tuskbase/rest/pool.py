@@ -43,6 +43,19 @@ class FastPool:
         self._closed = False
         self._identified: set[int] = set()  # id() of the connections whose session carries a caller's identity
 
+    @property
+    def max_size(self) -> int:
+        return self._size
+
+    @property
+    def size(self) -> int:
+        """Connections open, in use or idle."""
+        return self._count
+
+    @property
+    def idle_size(self) -> int:
+        return len(self._idle)
+
     def acquire(self) -> _Acquired:
         """A connection as the login role, with no caller's identity."""
         return _Acquired(self, None)

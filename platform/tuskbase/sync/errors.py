@@ -35,6 +35,8 @@ LIVE_NOT_READY = ("SYNC131", 503)  # the live channel is not listening yet
 
 # Any endpoint (routes.py)
 UNAVAILABLE = ("SYNC140", 503)  # the database is starting, stopping or unreachable: retry after Retry-After
+# Answered by serving.BodyDeadline (the core cannot import a service; a test keeps the two equal)
+BODY_TIMEOUT = ("SYNC141", 408)  # the request body did not arrive within TUSKBASE_BODY_READ_TIMEOUT_S
 
 # Load limits (limits.py): each answer carries Retry-After (TUSKBASE_SYNC_RETRY_AFTER)
 USER_BUSY = ("SYNC150", 429)  # this user already runs TUSKBASE_SYNC_PER_USER_MAX sync requests in this process

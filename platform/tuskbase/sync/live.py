@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 
+from tuskbase import observability
 from tuskbase.caller import Caller, service_transaction
 from tuskbase.config import Settings
 
@@ -217,6 +218,8 @@ class LiveHub:
         subscriber = Subscriber(key, caller.role, caller.claims_json, caller.expires_at, seq=start, poked=start)
         self.users.setdefault(key, set()).add(subscriber)
         self.count += 1
+        observability.LIVE_CONNECTIONS.set(self.count)
+        observability.LIVE_USERS.set(len(self.users))
         if subscriber.seq < self.seq:
             self._catch_up(subscriber)
         return subscriber
@@ -229,6 +232,8 @@ class LiveHub:
         self.count -= 1
         if not subscribers:
             del self.users[subscriber.key]
+        observability.LIVE_CONNECTIONS.set(self.count)
+        observability.LIVE_USERS.set(len(self.users))
 
     def refresh(self, subscriber: Subscriber, caller: Caller) -> None:
         """A new token for the same user (a refreshed session): extends the connection's life."""

@@ -95,7 +95,8 @@ def _pull_fast(app: Litestar) -> ASGIApp:
 
     Clients poll this endpoint; most answers are "nothing new" (one round trip to Postgres), so the framework
     stack would be most of the cost. The route above stays the documented one and serves if this shortcut is
-    removed. Errors are answered by the same `error_answer` as the router's.
+    removed. Errors are answered by the same `error_answer` as the router's; request ids, metrics, the access log
+    and the body deadline apply as to every request (app.py).
     """
     state = app.state
 
