@@ -402,7 +402,10 @@ def main() -> None:
                 conn.execute("checkpoint")
         if only & {"first", "empty", "selective"}:
             port = free_port()
-            with serve(granian_command(port, 1), api_env(url, port), port) as base:
+            # One user polls from every connection: the per-user limit (SYNC150 past 4 at once) would answer
+            # most of them 429, which is not what this measures.
+            env = api_env(url, port, TUSKBASE_SYNC_PER_USER_MAX=str(max(connections, 4)))
+            with serve(granian_command(port, 1), env, port) as base:
                 if "first" in only:
                     first_pull(url, base, 100_000)
                 if "selective" in only:
