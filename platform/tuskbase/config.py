@@ -206,6 +206,11 @@ class Settings:
         "every connected user is poked (a mass change; a poke is only a hint to pull).",
         default=20000,
     )
+    sync_live_visibility_cache_seconds: int = _doc(
+        "Seconds the live channel keeps a user's RLS answer for rows alike for a table's policies (it is also "
+        "dropped as soon as a table those policies read changes); 0 asks RLS again for every batch.",
+        default=60,
+    )
 
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
@@ -234,6 +239,8 @@ class Settings:
         _check(1 <= self.sync_live_max_per_user <= self.sync_live_max_connections, "SYNC_LIVE_MAX_PER_USER",
                "must be >= 1 and <= SYNC_LIVE_MAX_CONNECTIONS")
         _check(self.sync_live_check_max >= 1, "SYNC_LIVE_CHECK_MAX", "must be at least 1")
+        _check(self.sync_live_visibility_cache_seconds >= 0, "SYNC_LIVE_VISIBILITY_CACHE_SECONDS",
+               "must be 0 or more")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")

@@ -34,6 +34,8 @@ from typing import Any
 import asyncpg
 
 from tuskbase.config import Settings
+from tuskbase.sync import catalog
+from tuskbase.sync.live_visibility import VisibilityCache
 
 log = logging.getLogger("tuskbase.sync.live")
 
@@ -46,22 +48,25 @@ except ImportError:  # pragma: no cover - the feed ships with the sync engine
 AS_SERVICE = "select set_config('role', 'service_role', true)"
 AS_SESSION = "select set_config('role', 'none', true)"
 FEED_POSITION = "select seq, pruned_seq from sync.feed_state"
-# Per table of the batch: served or not, whether it saw a delete / truncate, how many keys changed, and the keys
-# inserted or updated (only when few enough to check one by one).
+# Per table of the batch: its sync.tables id, served or not, whether it saw a truncate, how many keys changed, how
+# many of them by an update or delete (only those can be held by a client), and the keys inserted or updated (only
+# when few enough to look at).
 BATCH_SUMMARY = """
-select t.relid::oid, t.served, bool_or(c.op = 'T'), count(distinct c.key),
+select t.id, t.relid::oid, t.served, bool_or(c.op = 'T'), count(distinct c.key),
+       count(distinct c.key) filter (where c.op in ('U', 'D')),
        case when count(distinct c.key) filter (where c.op in ('I', 'U')) <= $3
             then coalesce(jsonb_agg(distinct c.key) filter (where c.op in ('I', 'U')), '[]') end
 from sync.changes c join sync.tables t on t.id = c.tbl
 where c.seq > $1 and c.seq <= $2
-group by t.relid, t.served
+group by t.id, t.relid, t.served
 """
-# Users (among those given) with a client that holds one of the batch's changed rows: client by client, one
-# primary-key probe of sync.client_rows per changed key, stopping at the first held one (LATERAL ... LIMIT 1
-# keeps the planner from hashing the whole view record).
+# Users (among those given) with a client that holds one of the batch's updated or deleted rows (a key only
+# inserted is new: nobody holds it): client by client, one primary-key probe of sync.client_rows per changed key,
+# stopping at the first held one (LATERAL ... LIMIT 1 keeps the planner from hashing the whole view record).
 HOLDERS = """
 with k as materialized (
-  select distinct tbl, key::text as key from sync.changes where seq > $1 and seq <= $2 and key is not null
+  select distinct tbl, key::text as key from sync.changes
+  where seq > $1 and seq <= $2 and key is not null and op in ('U', 'D')
 )
 select distinct cl.user_key
 from sync.clients cl,
@@ -74,8 +79,10 @@ where cl.user_key = any($3::text[])
 AUDIENCE = "select sync.live_audience($1, $2::text[], $3::oid[]::regclass[], $4::jsonb[])"
 
 
-# Users checked per statement; more are split over pool connections, evaluated side by side.
+# Users checked per statement; more are split over pool connections, evaluated side by side, on at most
+# CHECK_CONNECTIONS of them at once (the pool also serves requests; Postgres uses one core per statement).
 CHECK_CHUNK = 250
+CHECK_CONNECTIONS = 2
 
 
 class LimitReached(Exception):
@@ -115,11 +122,23 @@ class Subscriber:
 class Batch:
     """What a range of the change log touched, as far as pokes are concerned."""
 
-    everyone: bool
-    tables: list[int]  # relids of served tables with inserted or updated keys to check under RLS
+    everyone: bool  # a truncate, a change to a policy input that is not served, or too many keys to look at
+    changed_tables: set[int]  # sync.tables ids of every table changed, whatever the change
+    tables: list[int]  # sync.tables ids of the served tables with inserted or updated keys to check under RLS
+    relids: list[int]  # their relids
     keys: list[str]  # per table: JSON array of key objects
-    count: int = 0  # inserted or updated keys to check under RLS, all tables together
-    changed: int = 0  # changed keys of any kind (what the client view records are probed for)
+    held: int = 0  # keys updated or deleted (what the client view records are probed for)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Changed rows of one table that are alike for its policies (live_visibility.py): one of them is checked."""
+
+    table_id: int
+    relid: int
+    digest: str
+    keys: str  # JSON array of the key objects checked
+    cached: bool  # answers may be kept
 
 
 class LiveHub:
@@ -142,6 +161,9 @@ class LiveHub:
         self.started = False
         self.batches = 0
         self.pokes = 0
+        self.database_key = settings.database_url or str(settings.db_port)  # as the pull's catalog cache
+        self.visibility = VisibilityCache(settings.sync_live_visibility_cache_seconds)
+        self._checking = asyncio.Semaphore(CHECK_CONNECTIONS)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -241,6 +263,8 @@ class LiveHub:
         """A new token for the same user (a refreshed session): extends the connection's life."""
         if user_key(claims) != subscriber.key or str(claims["role"]) != subscriber.role:
             raise PermissionError("the new token names another user")
+        if claims_json != subscriber.claims_json:
+            self.visibility.forget_user(subscriber.key)  # new claims may see other rows
         subscriber.claims_json = claims_json
         subscriber.expires_at = float(claims["exp"])
 
@@ -311,55 +335,103 @@ class LiveHub:
         by_user: dict[str, list[Subscriber]] = {}
         for subscriber in subscribers:
             by_user.setdefault(subscriber.key, []).append(subscriber)
+        try:
+            seeing = await self._seeing(seq_from, seq_to, by_user)
+        except BaseException:
+            self.visibility.clear()  # which changes were looked at is unknown: no answer kept may be trusted
+            raise
+        if seeing is None:
+            return set(subscribers)
+        return {s for key in seeing for s in by_user[key]}
+
+    async def _seeing(self, seq_from: int, seq_to: int, by_user: dict[str, list[Subscriber]]) -> set[str] | None:
+        """The users (keys of `by_user`) poked for the batch; None: all of them."""
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(AS_SERVICE)
             _, pruned = await conn.fetchrow(FEED_POSITION)
             if seq_from < pruned:
-                return set(subscribers)
+                self.visibility.clear()
+                return None
             batch = await self._summary(conn, seq_from, seq_to)
-            if batch.everyone or batch.changed * len(by_user) > self.settings.sync_live_check_max:
-                return set(subscribers)
-            holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(by_user))}
+            known = await catalog.cached(conn, self.database_key)
+            # Before anything is looked up: answers that depended on a table of this batch are gone.
+            self.visibility.changed(known, batch.changed_tables)
+            generations = {t: self.visibility.generation(t) for t in batch.tables}
+            if batch.everyone or batch.held * len(by_user) > self.settings.sync_live_check_max:
+                return None
+            holders: set[str] = set()
+            if batch.held:
+                holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(by_user))}
+            groups = await self._groups(conn, known, batch)
         seeing = set(holders)
         by_role: dict[str, list[str]] = {}
         for key in by_user.keys() - holders:
             role = by_user[key][0].role
             if role == "service_role":
                 seeing.add(key)  # sees every row
-            elif batch.tables:
+            else:
                 by_role.setdefault(role, []).append(key)
-        if sum(len(keys) for keys in by_role.values()) * batch.count > self.settings.sync_live_check_max:
-            return set(subscribers)  # a mass change: checking every pair would cost more than the pulls it saves
-        # Each user is one statement under RLS; many users are split over connections (Postgres does the work).
-        chunks = [(role, keys[i:i + CHECK_CHUNK]) for role, keys in by_role.items()
+        # What the cache answers; what it does not is asked of Postgres, one check per (group, user).
+        asks: list[tuple[Group, str, list[str]]] = []
+        for group in groups:
+            for role, keys in by_role.items():
+                candidates = [k for k in keys if k not in seeing]
+                if group.cached:
+                    known_seeing, unknown = self.visibility.lookup(group.table_id, group.digest, candidates)
+                    seeing |= known_seeing
+                else:
+                    unknown = candidates
+                if unknown:
+                    asks.append((group, role, unknown))
+        if sum(len(keys) for _, _, keys in asks) > self.settings.sync_live_check_max:
+            return None  # a mass change: checking every pair would cost more than the pulls it saves
+        chunks = [(group, role, keys[i:i + CHECK_CHUNK]) for group, role, keys in asks
                   for i in range(0, len(keys), CHECK_CHUNK)]
-        results = await asyncio.gather(*(self._check(role, keys, by_user, batch) for role, keys in chunks))
-        for found in results:
+        results = await asyncio.gather(*(self._check(group, role, keys, by_user) for group, role, keys in chunks))
+        for (group, _role, keys), found in zip(chunks, results, strict=True):
             seeing.update(found)
-        return {s for key in seeing for s in by_user[key]}
+            if group.cached:
+                self.visibility.store(group.table_id, generations[group.table_id], group.digest, keys, set(found))
+        return seeing
 
-    async def _check(self, role: str, keys: list[str], by_user: dict[str, list[Subscriber]], batch: Batch) -> list[str]:
+    async def _groups(self, conn: asyncpg.Connection, known: catalog.Catalog, batch: Batch) -> list[Group]:
+        """The rows to check, one per projection group of each table (live_visibility.py)."""
+        groups: list[Group] = []
+        for table_id, relid, keys in zip(batch.tables, batch.relids, batch.keys, strict=True):
+            table = known.tables.get(table_id)
+            if table is None or table.relid != relid:  # enabled after the catalog was read: check every key
+                groups.append(Group(table_id, relid, "", keys, cached=False))
+                continue
+            cached = table_id in self.visibility.cacheable
+            for digest, key in await conn.fetch(self.visibility.representatives(table), keys):
+                groups.append(Group(table_id, relid, digest, f"[{key}]", cached=cached))
+        return groups
+
+    async def _check(self, group: Group, role: str, keys: list[str], by_user: dict[str, list[Subscriber]]
+                     ) -> list[str]:
         claims = [by_user[key][0].claims_json for key in keys]
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            positions = await conn.fetchval(AUDIENCE, role, claims, batch.tables, batch.keys)
+        async with self._checking, self.pool.acquire() as conn, conn.transaction(readonly=True):
+            positions = await conn.fetchval(AUDIENCE, role, claims, [group.relid], [group.keys])
         return [keys[i - 1] for i in positions or ()]
 
     async def _summary(self, conn: asyncpg.Connection, seq_from: int, seq_to: int) -> Batch:
+        changed: set[int] = set()
+        everyone = False
         tables: list[int] = []
+        relids: list[int] = []
         keys: list[str] = []
-        count = changed_total = 0
-        for relid, served, truncated, changed, upserted in await conn.fetch(
+        held = 0
+        for table_id, relid, served, truncated, _changed, updated, upserted in await conn.fetch(
                 BATCH_SUMMARY, seq_from, seq_to, self.settings.sync_live_check_max):
-            if truncated or not served:
-                return Batch(True, [], [])
-            changed_total += changed
-            if upserted is None:
-                return Batch(True, [], [])
-            if upserted != "[]":
-                tables.append(relid)
+            changed.add(table_id)
+            held += updated
+            if truncated or not served or upserted is None:
+                everyone = True
+            elif upserted != "[]":
+                tables.append(table_id)
+                relids.append(relid)
                 keys.append(upserted)
-                count += changed
-        return Batch(False, tables, keys, count, changed_total)
+        return Batch(everyone, changed, tables, relids, keys, held)
 
 
 async def start_position(pool: asyncpg.Pool, claims: dict[str, Any], params: Any) -> int | None:
