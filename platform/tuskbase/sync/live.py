@@ -1,38 +1,48 @@
 """The live channel's hub: one LISTEN connection per API process, fan-out of pokes to connected clients.
 
-A client holds a connection (WebSocket or SSE, see routes_live.py) and is poked with the feed's latest seq when
-data it may see changed, so it pulls at once. A poke carries no row data, only the position of the feed.
+A client holds a connection (WebSocket or SSE, see routes_live.py) and is poked when data it may see changed, so it
+pulls at once. A poke carries no row data and no counter: only the feed's position, sealed (`Positions`), to give
+back when reconnecting.
 
 Who is poked, for the changes of a batch (seq_from, seq_to] of `sync.changes`:
 
 1. a TRUNCATE, a change to a table that is tracked but not served (a policy input: it may grant access to rows
-   that did not change), a change log already pruned past the batch, or a batch whose checks (changed keys x
-   users to check) would exceed `sync_live_check_max`: every connected user (a poke is only a hint to pull; the
-   pull decides, and an empty pull is cheap);
-2. a user one of whose clients was sent one of the changed keys and was not told it is gone (the sync engine's
-   client view record, `sync.client_rows`): an update or delete of a row it holds, including one that just left
-   its view;
-3. a user who may see one of the inserted or updated keys now, under that user's own RLS: `sync.live_audience`
-   sets each user's claims in turn and runs a prepared lookup of the keys (one round trip for up to
-   `CHECK_CHUNK` users; more are split over pool connections and checked side by side).
+   that did not change), a change log already pruned past the batch, or a batch whose checks (see 3.) would
+   exceed `sync_live_check_max`: every connected user (a poke is only a hint to pull; the pull decides, and an
+   empty pull is cheap);
+2. a user one of whose clients was sent one of the updated or deleted keys and was not told it is gone (the sync
+   engine's client view record, `sync.client_rows`): an update or delete of a row it holds, including one that
+   just left its view;
+3. a user who may see one of the inserted or updated rows now, under that user's own RLS. The rows of a table
+   that are alike for its policies (same values in the columns the policies name) count as one, and answers are
+   kept until a table the policies read changes (live_visibility.py): a 15-row insert into one list costs one
+   check per connected user the first time, and none while the list's audience cannot have changed. The checks
+   themselves run in `sync.live_audience`, which sets each user's claims in turn and runs a prepared lookup
+   (one round trip for up to `CHECK_CHUNK` users, at most `CHECK_CONNECTIONS` statements at once).
 
 Users are grouped by their `user_key` (the token's `sub`, else its role), so several devices of one user cost one
 check. The hub reads changes from the log, not from NOTIFY payloads: a NOTIFY lost while the listener reconnects
-is caught up from the last seq it handled. A client that reconnects with the seq it last saw gets the same check
-for what it missed.
+is caught up from the last seq it handled. A client that reconnects with the position it last saw gets the same
+check for what it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from tuskbase import tokens
 from tuskbase.config import Settings
 from tuskbase.sync import catalog
 from tuskbase.sync.live_visibility import VisibilityCache
@@ -91,6 +101,40 @@ class LimitReached(Exception):
 
 class NotReady(Exception):
     """The hub is not listening yet (the database is unreachable or not migrated)."""
+
+
+class Positions:
+    """Feed positions as clients see them: sealed, so that a poke tells when to pull and where to catch up from
+    without telling how many changes the whole database saw (the seq counts every synced write, the user's or
+    not). A position is one AES block, the seq behind a fixed tag, under a key derived from the JWT secret that
+    every API process shares: any replica opens what another sealed, a client cannot forge or shift one, and
+    two positions say nothing of the distance between them."""
+
+    TAG = b"tbpos\x00\x00\x01"
+
+    def __init__(self, secret: str) -> None:
+        key = hmac.new(secret.encode(), b"tuskbase live position", hashlib.sha256).digest()[:16]
+        # One block, never two under one call: ECB is the bare block cipher, a keyed permutation of 16 bytes.
+        self._cipher = Cipher(algorithms.AES(key), modes.ECB())
+
+    def seal(self, seq: int) -> str:
+        encryptor = self._cipher.encryptor()
+        block = encryptor.update(self.TAG + seq.to_bytes(8, "big")) + encryptor.finalize()
+        return base64.urlsafe_b64encode(block).rstrip(b"=").decode()
+
+    def open(self, position: str) -> int:
+        """The seq behind a position this server's key sealed; ValueError for anything else."""
+        try:
+            if len(position) != 22 or not position.isascii():
+                raise ValueError
+            block = base64.urlsafe_b64decode(position + "==")
+        except (ValueError, binascii.Error):
+            raise ValueError("seq must be a position the live channel sent") from None
+        decryptor = self._cipher.decryptor()
+        plain = decryptor.update(block) + decryptor.finalize()
+        if not hmac.compare_digest(plain[:8], self.TAG):
+            raise ValueError("seq must be a position the live channel sent")
+        return int.from_bytes(plain[8:], "big")
 
 
 def user_key(claims: dict[str, Any]) -> str:
@@ -164,6 +208,7 @@ class LiveHub:
         self.database_key = settings.database_url or str(settings.db_port)  # as the pull's catalog cache
         self.visibility = VisibilityCache(settings.sync_live_visibility_cache_seconds)
         self._checking = asyncio.Semaphore(CHECK_CONNECTIONS)
+        self.positions = Positions(tokens.jwt_secret(settings))
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -434,7 +479,8 @@ class LiveHub:
         return Batch(everyone, changed, tables, relids, keys, held)
 
 
-async def start_position(pool: asyncpg.Pool, claims: dict[str, Any], params: Any) -> int | None:
+async def start_position(pool: asyncpg.Pool, positions: Positions, claims: dict[str, Any], params: Any
+                         ) -> int | None:
     """The feed position a reconnecting client last saw, from whichever it holds: `seq` (the last poke's),
     `cursor` with `client_id` (its last /sync/v1/pull cursor) or `last_pulled_at` (its WatermelonDB timestamp).
     None: start from the current position. Raises ValueError on a bad value. A position is not secret: what
@@ -445,9 +491,7 @@ async def start_position(pool: asyncpg.Pool, claims: dict[str, Any], params: Any
 
     raw_seq = params.get("seq")
     if raw_seq is not None:
-        if not (raw_seq.isascii() and raw_seq.isdigit() and len(raw_seq) < 19):
-            raise ValueError("seq must be a non-negative whole number")
-        return int(raw_seq)
+        return positions.open(raw_seq)
     try:
         if params.get("cursor"):
             return Cursor.decode(params.get("cursor"), params.get("client_id") or "").seq
