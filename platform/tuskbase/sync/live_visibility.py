@@ -37,9 +37,11 @@ from tuskbase.schema import quote_ident
 from tuskbase.sync.catalog import Catalog, Table
 
 SYSTEM_COLUMNS = frozenset({"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"})
-# Answers kept per table at most; the oldest go first (a table written in many distinct groups, e.g. one list per
-# user, keeps the recent ones).
-MAX_ENTRIES_PER_TABLE = 20_000
+# Groups kept per table at most; the oldest go first (a table written in many distinct groups, e.g. one list per
+# user, keeps the recent ones). Users are bits of one integer per group: 10,000 groups x 10,000 users ~ 12 MB.
+MAX_ENTRIES_PER_TABLE = 10_000
+# Distinct users numbered at most before the numbering (and every answer) starts again, at the next batch.
+MAX_USERS = 20_000
 
 
 class _ColumnRefs(Visitor):
@@ -101,10 +103,10 @@ def representatives_sql(table: Table) -> str:
 
 @dataclass
 class Entry:
-    """The answers for one (table, projection): users checked, and those of them who may see such a row."""
+    """The answers for one (table, projection): users checked (bit i: user number i), those who may see it."""
 
     born: float
-    checked: set[str] = field(default_factory=set)
+    checked: int = 0
     seeing: set[str] = field(default_factory=set)
 
 
@@ -118,12 +120,20 @@ class VisibilityCache:
         self.generations: dict[int, int] = {}
         self.cacheable: set[int] = set()
         self.sql: dict[int, str] = {}
+        self.numbers: dict[str, int] = {}
         self.hits = 0
         self.checks = 0
 
     def clear(self) -> None:
         for table_id in list(self.entries):
             self._drop(table_id)
+        self.numbers.clear()
+
+    def _bit(self, user: str) -> int:
+        number = self.numbers.get(user)
+        if number is None:
+            number = self.numbers[user] = len(self.numbers)
+        return 1 << number
 
     def _drop(self, table_id: int) -> None:
         self.entries.pop(table_id, None)
@@ -132,6 +142,8 @@ class VisibilityCache:
     def changed(self, catalog: Catalog, table_ids: set[int]) -> None:
         """A batch changed these tables (sync.tables ids): drop the answers that depended on them. A new catalog
         (a policy, function or table definition changed) drops everything."""
+        if len(self.numbers) >= MAX_USERS:
+            self.clear()
         if catalog.fingerprint != self.fingerprint:
             self.fingerprint = catalog.fingerprint
             self.clear()
@@ -144,11 +156,13 @@ class VisibilityCache:
 
     def forget_user(self, user: str) -> None:
         """The user's claims changed (a new token): its answers may too."""
+        if user not in self.numbers:
+            return
+        bit = self._bit(user)
         for entries in self.entries.values():
             for entry in entries.values():
-                if user in entry.checked:
-                    entry.checked.discard(user)
-                    entry.seeing.discard(user)
+                entry.checked &= ~bit
+                entry.seeing.discard(user)
 
     def generation(self, table_id: int) -> int:
         return self.generations.get(table_id, 0)
@@ -164,7 +178,7 @@ class VisibilityCache:
         entry = self._entry(table_id, group, create=False)
         if entry is None:
             return set(), list(users)
-        unknown = [u for u in users if u not in entry.checked]
+        unknown = [u for u in users if not entry.checked & self._bit(u)]
         self.hits += len(users) - len(unknown)
         return {u for u in users if u in entry.seeing}, unknown
 
@@ -174,7 +188,8 @@ class VisibilityCache:
         if table_id not in self.cacheable or self.generation(table_id) != generation:
             return
         entry = self._entry(table_id, group, create=True)
-        entry.checked.update(checked)
+        for user in checked:
+            entry.checked |= self._bit(user)
         entry.seeing.update(u for u in checked if u in seeing)
 
     def _entry(self, table_id: int, group: str, *, create: bool) -> Entry | None:
