@@ -13,7 +13,9 @@ import pytest
 
 from tests.live.conftest import POSITIONS, listen, live_url, position, refused
 from tests.live.test_live_pokes import make_list, next_poke, persisted, write
+from tuskbase.sync.catalog import Catalog, Table
 from tuskbase.sync.live import Positions
+from tuskbase.sync.live_visibility import VisibilityCache, policy_columns, representatives_sql
 
 STRANGERS = 60
 ROWS = 15
@@ -166,3 +168,52 @@ def test_pokes_carry_no_global_counter(api, admin, running_feed):
         assert position({"seq": head[0][4:]}) >= poked
 
     asyncio.run(scenario())
+
+
+def _table(table_id: int, name: str, columns: list[str], policies: list[str], deps: frozenset[int] | None) -> Table:
+    return Table(id=table_id, relid=1000 + table_id, schema="public", name=name, served=True, conflict="lww",
+                 resolver=None, columns=dict.fromkeys(columns, "text"), pk=["id"], policies=policies, rls=True,
+                 deps=deps)
+
+
+def test_rows_are_grouped_by_the_columns_the_policies_read():
+    todos = _table(3, "todos", ["id", "list_id", "title"], ["is_list_member(list_id)"], frozenset({1, 2}))
+    assert policy_columns(todos) == ["list_id"]
+    lists = _table(1, "lists", ["id", "owner_id", "title"],
+                   ["((owner_id = (SELECT auth.uid() AS uid)) OR is_list_member(id))"], frozenset({1, 2}))
+    assert policy_columns(lists) == ["id", "owner_id"]
+    # A subquery's own columns that share a name only make groups finer; a whole row or a system column makes
+    # every row its own group.
+    assert policy_columns(_table(4, "notes", ["id", "owner"], [
+        "(EXISTS (SELECT 1 FROM shares s WHERE s.id = notes.id AND s.owner = auth.uid()))"], None)) == ["id", "owner"]
+    assert policy_columns(_table(5, "notes", ["id"], ["check_row(notes)"], None)) is None
+    assert policy_columns(_table(6, "notes", ["id"], ["(ctid IS NOT NULL)"], None)) is None
+    assert policy_columns(_table(7, "notes", ["id"], ["(SELECT count(*) FROM (SELECT s.* FROM s) x) > 0"],
+                                 None)) is None
+    assert 'md5(jsonb_build_array(t."list_id")::text) as g' in representatives_sql(todos)
+
+
+def test_answers_are_dropped_when_a_table_the_policies_read_changes():
+    todos = _table(3, "todos", ["id", "list_id"], ["is_list_member(list_id)"], frozenset({1, 2}))
+    opaque = _table(4, "notes", ["id"], ["f(id)"], None)  # dependencies unknown: never kept
+    catalog = Catalog({3: todos, 4: opaque}, {}, "fingerprint-1")
+    cache = VisibilityCache(ttl=60)
+    cache.changed(catalog, set())
+    generation = cache.generation(3)
+    cache.store(3, generation, "g", ["alice", "bob"], {"alice"})
+    cache.store(4, cache.generation(4), "g", ["alice"], {"alice"})
+    assert cache.lookup(3, "g", ["alice", "bob", "carol"]) == ({"alice"}, ["carol"])
+    assert cache.lookup(4, "g", ["alice"]) == (set(), ["alice"])
+    cache.changed(catalog, {3})  # the todos themselves: not an input of their policy
+    assert cache.lookup(3, "g", ["bob"]) == (set(), [])
+    cache.forget_user("bob")  # a new token
+    assert cache.lookup(3, "g", ["alice", "bob"]) == ({"alice"}, ["bob"])
+    cache.changed(catalog, {2})  # a membership changed
+    assert cache.lookup(3, "g", ["alice"]) == (set(), ["alice"])
+    # An answer computed before the drop is not kept after it.
+    cache.store(3, generation, "g", ["alice"], {"alice"})
+    assert cache.lookup(3, "g", ["alice"]) == (set(), ["alice"])
+    cache.store(3, cache.generation(3), "g", ["alice"], set())
+    assert cache.lookup(3, "g", ["alice"]) == (set(), [])
+    cache.changed(Catalog({3: todos}, {}, "fingerprint-2"), set())  # a policy or function changed
+    assert cache.lookup(3, "g", ["alice"]) == (set(), ["alice"])

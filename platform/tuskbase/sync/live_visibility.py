@@ -38,7 +38,7 @@ from tuskbase.sync.catalog import Catalog, Table
 
 SYSTEM_COLUMNS = frozenset({"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"})
 # Groups kept per table at most; the oldest go first (a table written in many distinct groups, e.g. one list per
-# user, keeps the recent ones). Users are bits of one integer per group: 10,000 groups x 10,000 users ~ 12 MB.
+# user, keeps the recent ones). Users are bits of a bitmap per group: 10,000 groups x 10,000 users ~ 12 MB.
 MAX_ENTRIES_PER_TABLE = 10_000
 # Distinct users numbered at most before the numbering (and every answer) starts again, at the next batch.
 MAX_USERS = 20_000
@@ -106,8 +106,21 @@ class Entry:
     """The answers for one (table, projection): users checked (bit i: user number i), those who may see it."""
 
     born: float
-    checked: int = 0
+    checked: bytearray = field(default_factory=bytearray)
     seeing: set[str] = field(default_factory=set)
+
+    def has(self, number: int) -> bool:
+        byte = number >> 3
+        return byte < len(self.checked) and bool(self.checked[byte] & (1 << (number & 7)))
+
+    def set(self, number: int, value: bool = True) -> None:
+        byte = number >> 3
+        if byte >= len(self.checked):
+            self.checked.extend(bytes(byte + 1 - len(self.checked)))
+        if value:
+            self.checked[byte] |= 1 << (number & 7)
+        else:
+            self.checked[byte] &= ~(1 << (number & 7)) & 0xFF
 
 
 class VisibilityCache:
@@ -129,11 +142,11 @@ class VisibilityCache:
             self._drop(table_id)
         self.numbers.clear()
 
-    def _bit(self, user: str) -> int:
+    def _number(self, user: str) -> int:
         number = self.numbers.get(user)
         if number is None:
             number = self.numbers[user] = len(self.numbers)
-        return 1 << number
+        return number
 
     def _drop(self, table_id: int) -> None:
         self.entries.pop(table_id, None)
@@ -156,12 +169,12 @@ class VisibilityCache:
 
     def forget_user(self, user: str) -> None:
         """The user's claims changed (a new token): its answers may too."""
-        if user not in self.numbers:
+        number = self.numbers.get(user)
+        if number is None:
             return
-        bit = self._bit(user)
         for entries in self.entries.values():
             for entry in entries.values():
-                entry.checked &= ~bit
+                entry.set(number, False)
                 entry.seeing.discard(user)
 
     def generation(self, table_id: int) -> int:
@@ -178,7 +191,7 @@ class VisibilityCache:
         entry = self._entry(table_id, group, create=False)
         if entry is None:
             return set(), list(users)
-        unknown = [u for u in users if not entry.checked & self._bit(u)]
+        unknown = [u for u in users if not entry.has(self._number(u))]
         self.hits += len(users) - len(unknown)
         return {u for u in users if u in entry.seeing}, unknown
 
@@ -189,7 +202,7 @@ class VisibilityCache:
             return
         entry = self._entry(table_id, group, create=True)
         for user in checked:
-            entry.checked |= self._bit(user)
+            entry.set(self._number(user))
         entry.seeing.update(u for u in checked if u in seeing)
 
     def _entry(self, table_id: int, group: str, *, create: bool) -> Entry | None:
