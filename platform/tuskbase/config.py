@@ -202,7 +202,8 @@ class Settings:
     sync_live_max_per_user: int = _doc("Live channel connections one user may hold at once (per API process).",
                                        default=20)
     sync_live_check_max: int = _doc(
-        "Most (changed row x connected user) visibility checks the live channel runs for one feed batch; beyond it "
+        "Most RLS checks the live channel runs for one feed batch (changed rows alike for the policies count once, "
+        "answers it kept are not asked again; ten probes of the clients' view records count as one); beyond it "
         "every connected user is poked (a mass change; a poke is only a hint to pull).",
         default=20000,
     )

@@ -149,7 +149,7 @@ def test_pokes_carry_no_global_counter(api, admin, running_feed):
         shifted = Positions("another-secret-another-secret-another-secret").seal(poked)
         sealed = POSITIONS.seal(poked)
         altered = ("B" if sealed[0] == "A" else "A") + sealed[1:]  # the last character also holds padding bits
-        bad = [str(poked), shifted, altered]
+        bad = [str(poked), shifted, altered, "!" * 22, "%20" + sealed[3:]]
         for seq in bad:
             messages, code = await refused(live_url(api, api.user_token(alice)) + f"&seq={seq}")
             assert code == 4400 and messages[0]["code"] == "bad_request", (seq, messages)

@@ -136,6 +136,8 @@ class Positions:
             if len(position) != 22 or not position.isascii():
                 raise ValueError
             block = base64.urlsafe_b64decode(position + "==")
+            if len(block) != 16:  # characters outside the alphabet are skipped by the decoder
+                raise ValueError
         except (ValueError, binascii.Error):
             raise ValueError("seq must be a position the live channel sent") from None
         decryptor = self._cipher.decryptor()
