@@ -126,6 +126,30 @@ def test_each_write_pokes_its_audience_exactly_once_as_the_audience_changes(api,
     asyncio.run(scenario())
 
 
+def test_a_grant_made_while_nobody_is_connected_is_not_forgotten(api, admin, running_feed):
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alices = make_list(admin, alice, "alice's")
+    start = persisted(admin, 1)
+
+    async def scenario() -> None:
+        alice_phone, bob_phone = await connect_all(api, [alice, bob], ["alice", "bob"])
+        await write(admin, insert_todos(alices))  # the hub learns that Bob may not see Alice's list
+        _, first = await next_poke(alice_phone, start)
+        await alice_phone.close()
+        await bob_phone.close()
+        await asyncio.sleep(0.3)
+        # With nobody connected, Alice shares the list (from another device, say).
+        await write(admin, "insert into public.list_members (list_id, user_id) values (%s, %s)", alices, bob)
+        persisted(admin, 2 + ROWS)
+        await asyncio.sleep(0.5)  # the hub has handled that batch, with nobody to poke
+        bob_again = await listen("bob again", live_url(api, api.user_token(bob)))
+        await write(admin, insert_todos(alices))
+        await next_poke(bob_again, first)
+        await bob_again.close()
+
+    asyncio.run(scenario())
+
+
 def test_pokes_carry_no_global_counter(api, admin, running_feed):
     alice = uuid.uuid4()
     alices = make_list(admin, alice, "alice's")

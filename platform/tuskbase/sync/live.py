@@ -386,6 +386,8 @@ class LiveHub:
     async def audience(self, seq_from: int, seq_to: int, subscribers: list[Subscriber]) -> set[Subscriber]:
         """The subscribers among `subscribers` that may see one of the changes (seq_from, seq_to]."""
         if not subscribers:
+            # Nobody to poke, so the batch is not read: what it changed is unknown, the answers kept may be stale.
+            self.visibility.clear()
             return set()
         by_user: dict[str, list[Subscriber]] = {}
         for subscriber in subscribers:
