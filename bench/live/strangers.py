@@ -17,7 +17,7 @@ before the measures.
    while the inserts of 2. run; p50 with the clients connected against p50 with nobody connected, and against
    idle (no writes, nobody connected) (goal: <= 1.5x).
 
-    python -m bench.live.strangers [--clients 2000] [--seeing 10] [--writes 300] [--rows 15] [--rounds 2]
+    python -m bench.live.strangers [--clients 2000] [--seeing 10] [--writes 300] [--rows 15] [--rounds 2] [--spread]
 """
 
 from __future__ import annotations
@@ -41,26 +41,28 @@ WRITES_PACED = 20
 REST_EVERY = 0.010
 
 
-def prepare(url: str, n: int, seeing: int) -> tuple[list[uuid.UUID], str]:
+def prepare(url: str, n: int, seeing: int) -> tuple[list[uuid.UUID], list[str], str]:
     users = [uuid.uuid4() for _ in range(n)]
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany("insert into public.lists (owner_id, title) values (%s, 'mine')", [(u,) for u in users])
+        own = [str(conn.execute("insert into public.lists (owner_id, title) values (%s, 'mine') returning id",
+                                (u,)).fetchone()[0]) for u in users]
         shared = str(conn.execute("insert into public.lists (owner_id, title) values (%s, 'shared') returning id",
                                   (users[0],)).fetchone()[0])
         cur.executemany("insert into public.list_members (list_id, user_id) values (%s, %s)",
                         [(shared, u) for u in users[1:seeing]])
-    return users, shared
+    return users, own, shared
 
 
 class Bench:
-    def __init__(self, base: str, url: str, users: list[uuid.UUID], shared: str, seeing: int, rows: int) -> None:
+    def __init__(self, base: str, url: str, users: list[uuid.UUID], own: list[str], shared: str, seeing: int,
+                 rows: int, spread: bool = False) -> None:
         signer = Signer(secret=JWT_SECRET, issuer="tuskbase")
         now = int(time.time())
         self.base, self.url, self.shared, self.seeing, self.rows = base, url, shared, seeing, rows
         self.anon = signer.api_key("anon")
         self.tokens = [signer.sign({"sub": str(u), "role": "authenticated", "iat": now, "exp": now + 7200})
                        for u in users]
-        self.rows_body = [{"list_id": shared, "title": "x"} for _ in range(rows)]
+        self.own, self.spread, self.count = own, spread, 0
         self.http = httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=64))
 
     def headers(self, i: int) -> dict[str, str]:
@@ -104,10 +106,21 @@ class Bench:
         await task
         return latencies
 
+    def audience(self) -> range:
+        """The clients who may see the next write: users 0..seeing-1 (the shared list), or with --spread the owner
+        of the next stranger's own list (each write goes to another list: a group the hub has not seen)."""
+        if not self.spread:
+            return range(self.seeing)
+        owner = self.seeing + self.count % (len(self.own) - self.seeing)
+        return range(owner, owner + 1)
+
     async def write(self) -> None:
-        """One insert of `rows` todos into the shared list, through REST as its owner (user 0)."""
-        response = await self.http.post("/rest/v1/todos", json=self.rows_body,
-                                        headers={**self.headers(0), "prefer": "return=minimal"})
+        """One insert of `rows` todos, through REST as the owner of the list (see `audience`)."""
+        owner = self.audience()[0]
+        target = self.own[owner] if self.spread else self.shared
+        self.count += 1
+        response = await self.http.post("/rest/v1/todos", json=[{"list_id": target, "title": "x"}] * self.rows,
+                                        headers={**self.headers(owner), "prefer": "return=minimal"})
         assert response.status_code == 201, response.text
 
     async def inserts(self, writes: int) -> tuple[float, list[float]]:
@@ -127,21 +140,28 @@ class Bench:
 
     async def paced(self, clients: list[Client], writes: int) -> tuple[int, int, int]:
         """(pokes to users who may see the rows, pokes to the others, writes whose pokes did not all arrive)."""
-        before = [c.pokes for c in clients]
-        late = 0
+        late = seen = strangers = 0
         for _ in range(writes):
-            marks = [c.pokes for c in clients[:self.seeing]]
+            audience = [clients[i] for i in self.audience()]
+            before = [c.pokes for c in clients]
             await self.write()
             deadline = time.monotonic() + 3
-            while any(c.pokes == m for c, m in zip(clients[:self.seeing], marks, strict=True)):
+            while any(c.pokes == before[i] for c, i in zip(audience, self.audience_of(audience, clients),
+                                                             strict=True)):
                 if time.monotonic() > deadline:
                     late += 1
                     break
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.1)  # a poke that should not come has time to come
-        seen = sum(c.pokes - b for c, b in zip(clients[:self.seeing], before[:self.seeing], strict=True))
-        strangers = sum(c.pokes - b for c, b in zip(clients[self.seeing:], before[self.seeing:], strict=True))
+            delta = [c.pokes - b for c, b in zip(clients, before, strict=True)]
+            inside = sum(delta[i] for i in self.audience_of(audience, clients))
+            seen += inside
+            strangers += sum(delta) - inside
         return seen, strangers, late
+
+    @staticmethod
+    def audience_of(audience: list[Client], clients: list[Client]) -> list[int]:
+        return [clients.index(c) for c in audience]
 
 
 async def connected_round(bench: Bench, args: argparse.Namespace, result: dict) -> None:
@@ -153,7 +173,7 @@ async def connected_round(bench: Bench, args: argparse.Namespace, result: dict) 
         await asyncio.sleep(1.0)
         if "seen" not in result:
             result["seen"], result["strangers"], result["late"] = await bench.paced(clients, WRITES_PACED)
-        for pulling in (False, True):
+        for pulling in (False,) if args.spread else (False, True):
             if pulling:  # the first sync happens before the measure, as it does for a client coming online
                 cursors = await asyncio.gather(*(bench.pull(i, None) for i in range(args.seeing)))
                 for c in clients[:args.seeing]:
@@ -176,9 +196,10 @@ async def connected_round(bench: Bench, args: argparse.Namespace, result: dict) 
         await close_clients(clients)
 
 
-async def run(base: str, url: str, users: list[uuid.UUID], shared: str, args: argparse.Namespace) -> dict:
+async def run(base: str, url: str, users: list[uuid.UUID], own: list[str], shared: str, args: argparse.Namespace
+              ) -> dict:
     """Rounds of (nobody connected, then N connected), each figure the best of its rounds: the machine is shared."""
-    bench = Bench(base, url, users, shared, args.seeing, args.rows)
+    bench = Bench(base, url, users, own, shared, args.seeing, args.rows, args.spread)
     result: dict = {}
     try:
         await bench.idle_rest(0.5)  # warm up
@@ -203,10 +224,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--writes", type=int, default=300)
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--spread", action="store_true",
+                        help="each write into another stranger's own list (1 may see it; every write a new group)")
     args = parser.parse_args(argv if argv is not None else [])
     raise_fd_limit(4 * args.clients + 256)
     with database() as (_server, url):
-        users, shared = prepare(url, args.clients, args.seeing)
+        users, own, shared = prepare(url, args.clients, args.seeing)
         port = free_port()
         env = api_env(url, port, TUSKBASE_SYNC_LIVE_MAX_CONNECTIONS=str(args.clients + 100))
         feed = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "feed"], env=env,
@@ -214,18 +237,20 @@ def main(argv: list[str] | None = None) -> None:
         try:
             wait_for_slot(url, feed)
             with serve(granian_command(port), env, port) as base:
-                r = asyncio.run(run(base, url, users, shared, args))
+                r = asyncio.run(run(base, url, users, own, shared, args))
         finally:
             feed.terminate()
             feed.wait(15)
     ms = 1000
-    n, k = args.clients, args.seeing
-    print(f"{n} live clients of {n} users, {k} of whom may see the writes ({args.rows}-row inserts); connected "
+    n, k = args.clients, 1 if args.spread else args.seeing
+    print(f"{n} live clients of {n} users, {k} of whom may see each write ({args.rows}-row inserts"
+          f"{', each into another list' if args.spread else ''}); connected "
           f"in {r['connect_s']:.1f}s; API: granian, 1 worker; best of {args.rounds} rounds")
     print(f"pokes per write        {r['seen'] / WRITES_PACED:6.2f} to the {k} who may see it (goal {k}), "
           f"{r['strangers'] / WRITES_PACED:.2f} to the {n - k} others (goal 0)  ({WRITES_PACED} paced writes, "
-          f"{r['late']} with a poke missing after 3 s); {r['run_strangers']} pokes to the others in all runs")
-    for name, what in (("quiet", "poked clients do not pull"), ("pull", "poked clients pull")):
+          f"{r['late']} with a poke missing after 3 s)"
+          + ("" if args.spread else f"; {r['run_strangers']} pokes to the others in all runs"))
+    for name, what in (("quiet", "poked clients do not pull"), ("pull", "poked clients pull"))[:1 + (not args.spread)]:
         print(f"{what}:")
         print(f"  insert throughput    {args.writes / r[f'{name}_s']:6.0f} writes/s connected, "
               f"{args.writes / r['alone_s']:.0f} with nobody connected: ratio {r['alone_s'] / r[f'{name}_s']:.2f} "
