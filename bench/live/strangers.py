@@ -17,7 +17,7 @@ before the measures.
    while the inserts of 2. run; p50 with the clients connected against p50 with nobody connected, and against
    idle (no writes, nobody connected) (goal: <= 1.5x).
 
-    python -m bench.live.strangers [--clients 2000] [--seeing 10] [--writes 300] [--rows 15] [--rounds 2] [--spread]
+    python -m bench.live.strangers [--clients 2000] [--seeing 10] [--writes 1000] [--rows 15] [--rounds 3] [--spread]
 """
 
 from __future__ import annotations
@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.live.strangers")
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--seeing", type=int, default=10)
-    parser.add_argument("--writes", type=int, default=300)
+    parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spread", action="store_true",
                         help="each write into another stranger's own list (1 may see it; every write a new group)")
     args = parser.parse_args(argv if argv is not None else [])

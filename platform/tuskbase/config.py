@@ -212,6 +212,12 @@ class Settings:
         "dropped as soon as a table those policies read changes); 0 asks RLS again for every batch.",
         default=60,
     )
+    sync_live_batch_interval_ms: int = _doc(
+        "Shortest time between two feed batches the live channel evaluates, in ms: changes committed meanwhile are "
+        "evaluated together, so a stream of writes costs the hub at most one batch per interval; a poke waits "
+        "at most this long more.",
+        default=50,
+    )
 
     # --- HTTP limits --------------------------------------------------------------------------------------
     max_body_bytes: int = _doc("Largest request body accepted, in bytes (413 above it).", default=1_048_576)
@@ -242,6 +248,8 @@ class Settings:
         _check(self.sync_live_check_max >= 1, "SYNC_LIVE_CHECK_MAX", "must be at least 1")
         _check(self.sync_live_visibility_cache_seconds >= 0, "SYNC_LIVE_VISIBILITY_CACHE_SECONDS",
                "must be 0 or more")
+        _check(0 <= self.sync_live_batch_interval_ms <= 10_000, "SYNC_LIVE_BATCH_INTERVAL_MS",
+               "must be between 0 and 10000")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")

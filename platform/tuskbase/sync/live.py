@@ -212,6 +212,7 @@ class LiveHub:
         self._keeper: asyncio.Task[None] | None = None
         self._catchups: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._last_batch = 0.0  # loop time the last batch started
         self.started = False
         self.batches = 0
         self.pokes = 0
@@ -340,8 +341,16 @@ class LiveHub:
             self._worker = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Handle batches until caught up with the feed; NOTIFYs that arrive meanwhile are coalesced."""
+        """Handle batches until caught up with the feed; NOTIFYs that arrive meanwhile are coalesced, and batches
+        start at least `sync_live_batch_interval_ms` apart: under a stream of writes the hub's work per second is
+        bounded (each batch costs a few statements and a pass over the subscribers, whatever it holds)."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.sync_live_batch_interval_ms / 1000
         while self.target > self.seq and not self._closing:
+            wait = self._last_batch + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_batch = loop.time()
             seq_from, seq_to = self.seq, self.target
             subscribers = [s for group in self.users.values() for s in group if s.seq == seq_from]
             try:
