@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-interval", type=int, help="TUSKBASE_SYNC_LIVE_BATCH_INTERVAL_MS of the API")
     parser.add_argument("--spread", action="store_true",
                         help="each write into another stranger's own list (1 may see it; every write a new group)")
     args = parser.parse_args(argv if argv is not None else [])
@@ -231,7 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     with database() as (_server, url):
         users, own, shared = prepare(url, args.clients, args.seeing)
         port = free_port()
-        env = api_env(url, port, TUSKBASE_SYNC_LIVE_MAX_CONNECTIONS=str(args.clients + 100))
+        env = api_env(url, port, TUSKBASE_SYNC_LIVE_MAX_CONNECTIONS=str(args.clients + 100),
+                      **({} if args.batch_interval is None
+                         else {"TUSKBASE_SYNC_LIVE_BATCH_INTERVAL_MS": str(args.batch_interval)}))
         feed = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "feed"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -30,6 +30,13 @@ def position(message: dict[str, Any]) -> int:
 
 
 @pytest.fixture
+def settings(settings):
+    # The tests assert which batch a write lands in: each write is its own batch when batches are not spaced out
+    # (the default spacing, sync_live_batch_interval_ms, coalesces a stream of writes: bench/live measures it).
+    return settings.replace(sync_live_batch_interval_ms=0)
+
+
+@pytest.fixture
 def running_feed(database, settings) -> Iterator[Feed]:
     """The feed consumer of the test database, leading and looping as `tuskbase feed` does."""
     consumer = Feed(database, settings)
