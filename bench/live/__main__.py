@@ -12,7 +12,10 @@ owns a list, and one more list is shared with all of them.
   client may see them, so each feed batch pokes all N clients. Ceiling in the same run: a bare WebSocket server
   (bench/live/bare.py: no app, no database) broadcasting to the same N clients as fast as it can.
 
-    python -m bench.live [--clients 1000] [--samples 200] [--seconds 5]
+    python -m bench.live [--clients 1000] [--samples 200] [--seconds 5] [--only fanout|strangers]
+
+It runs bench/live/strangers.py first (2,000 clients of whom 10 may see the writes: pokes per write, insert
+throughput and REST p50 against nobody connected); `python -m bench.live.strangers --help` for its options.
 """
 
 from __future__ import annotations
@@ -244,7 +247,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--only", choices=("fanout", "strangers"), help="run one part (default: both)")
     args = parser.parse_args(argv if argv is not None else [])
+    if args.only != "fanout":
+        from bench.live import strangers
+
+        print("-- poke amplification (bench/live/strangers.py) --", flush=True)
+        strangers.main([])
+        if args.only == "strangers":
+            return
+        print("-- latency and fan-out --", flush=True)
     raise_fd_limit(4 * args.clients + 256)
     with database() as (_server, url):
         users, lists, square = prepare(url, args.clients)

@@ -213,9 +213,21 @@ class Settings:
     sync_live_max_per_user: int = _doc("Live channel connections one user may hold at once (per API process).",
                                        default=20)
     sync_live_check_max: int = _doc(
-        "Most (changed row x connected user) visibility checks the live channel runs for one feed batch; beyond it "
+        "Most RLS checks the live channel runs for one feed batch (changed rows alike for the policies count once, "
+        "answers it kept are not asked again; ten probes of the clients' view records count as one); beyond it "
         "every connected user is poked (a mass change; a poke is only a hint to pull).",
         default=20000,
+    )
+    sync_live_visibility_cache_seconds: int = _doc(
+        "Seconds the live channel keeps a user's RLS answer for rows alike for a table's policies (it is also "
+        "dropped as soon as a table those policies read changes); 0 asks RLS again for every batch.",
+        default=60,
+    )
+    sync_live_batch_interval_ms: int = _doc(
+        "Shortest time between two feed batches the live channel evaluates, in ms: changes committed meanwhile are "
+        "evaluated together, so a stream of writes costs the hub at most one batch per interval; a poke waits "
+        "at most this long more.",
+        default=50,
     )
 
     # --- sync: bad input -----------------------------------------------------------------------------------
@@ -312,6 +324,10 @@ class Settings:
         _check(1 <= self.sync_retry_after <= 3600, "SYNC_RETRY_AFTER", "must be from 1 to 3600")
         _check(self.sync_per_user_max >= 1, "SYNC_PER_USER_MAX", "must be at least 1")
         _check(self.sync_queue_ms >= 0, "SYNC_QUEUE_MS", "must be >= 0")
+        _check(self.sync_live_visibility_cache_seconds >= 0, "SYNC_LIVE_VISIBILITY_CACHE_SECONDS",
+               "must be 0 or more")
+        _check(0 <= self.sync_live_batch_interval_ms <= 10_000, "SYNC_LIVE_BATCH_INTERVAL_MS",
+               "must be between 0 and 10000")
         _check(not self.sync_slot or (self.sync_slot.replace("_", "").isalnum() and self.sync_slot.islower()
                                       and len(self.sync_slot) <= 63),
                "SYNC_SLOT", "must be lowercase letters, digits and underscores, at most 63")

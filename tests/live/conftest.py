@@ -16,7 +16,24 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import TEST_JWT_SECRET
 from tuskbase.sync.feed import Feed
+from tuskbase.sync.live import Positions
+
+# Positions the live channel sends are sealed seqs; the tests hold the server's secret and open them.
+POSITIONS = Positions(TEST_JWT_SECRET)
+
+
+def position(message: dict[str, Any]) -> int:
+    """The feed seq behind a ready or poke message's opaque position."""
+    return POSITIONS.open(message["seq"])
+
+
+@pytest.fixture
+def settings(settings):
+    # The tests assert which batch a write lands in: each write is its own batch when batches are not spaced out
+    # (the default spacing, sync_live_batch_interval_ms, coalesces a stream of writes: bench/live measures it).
+    return settings.replace(sync_live_batch_interval_ms=0)
 
 
 @pytest.fixture
@@ -45,7 +62,7 @@ def live_url(api, token: str | None = None, seq: int | None = None) -> str:
     if token:
         url += "&access_token=" + token
     if seq is not None:
-        url += f"&seq={seq}"
+        url += f"&seq={POSITIONS.seal(seq)}"
     return url
 
 
@@ -67,7 +84,7 @@ class Listener:
         self.arrived.set()
 
     def pokes(self) -> list[tuple[float, int]]:
-        return [(at, m["seq"]) for at, m in self.messages if m["type"] == "poke"]
+        return [(at, position(m)) for at, m in self.messages if m["type"] == "poke"]
 
     async def wait_for(self, predicate, timeout: float = 5.0) -> tuple[float, dict[str, Any]]:
         deadline = time.monotonic() + timeout

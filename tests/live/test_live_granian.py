@@ -12,7 +12,7 @@ import uuid
 import httpx
 
 from tests.conftest import TEST_JWT_SECRET, TODO_APP, free_port
-from tests.live.conftest import listen
+from tests.live.conftest import listen, position
 
 
 def test_a_poke_reaches_a_websocket_client_through_granian(database, admin, running_feed, tmp_path, api):
@@ -43,10 +43,10 @@ def test_a_poke_reaches_a_websocket_client_through_granian(database, admin, runn
 
         async def scenario() -> None:
             listener = await listen("alice", url)
-            ready = listener.messages[0][1]["seq"]
+            ready = position(listener.messages[0][1])
             await asyncio.to_thread(admin.execute, "insert into public.todos (list_id, title) values (%s, 't')",
                                     (list_id,))
-            await listener.wait_for(lambda m: m["type"] == "poke" and m["seq"] > ready, timeout=10)
+            await listener.wait_for(lambda m: m["type"] == "poke" and position(m) > ready, timeout=10)
             await listener.close()
 
         asyncio.run(scenario())

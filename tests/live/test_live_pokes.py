@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 
-from tests.live.conftest import listen, live_url, refused
+from tests.live.conftest import POSITIONS, listen, live_url, position, refused
 
 
 async def write(admin, sql: str, *params) -> float:
@@ -33,8 +33,8 @@ def persisted(admin, changes: int) -> int:
 
 
 async def next_poke(listener, after: int, timeout: float = 5.0) -> tuple[float, int]:
-    at, message = await listener.wait_for(lambda m: m["type"] == "poke" and m["seq"] > after, timeout)
-    return at, message["seq"]
+    at, message = await listener.wait_for(lambda m: m["type"] == "poke" and position(m) > after, timeout)
+    return at, position(message)
 
 
 def test_a_write_pokes_the_users_who_may_see_it_within_100ms_and_not_the_others(api, admin, running_feed):
@@ -125,7 +125,7 @@ def test_reconnecting_with_a_seq_catches_up_only_on_what_the_user_may_see(api, a
         assert caught_up == sync_point, "the catch-up poke names the feed position reached"
         # Without a seq, a client starts from the current position: nothing to catch up on.
         fresh = await listen("bob, new device", live_url(api, api.user_token(bob)))
-        assert fresh.messages[0][1] == {"type": "ready", "seq": sync_point}
+        assert fresh.messages[0][1] == {"type": "ready", "seq": POSITIONS.seal(sync_point)}
         for listener in (again, fresh, alice_phone):
             await listener.close()
 

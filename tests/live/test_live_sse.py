@@ -10,6 +10,7 @@ import uuid
 
 import httpx
 
+from tests.live.conftest import position
 from tests.live.test_live_pokes import make_list, persisted, write
 
 
@@ -65,12 +66,12 @@ def test_events_poke_the_right_user_and_last_event_id_catches_up(api, admin, run
             await alice_events.wait(lambda e: e[0] == "ready")
             await bob_events.wait(lambda e: e[0] == "ready")
             await write(admin, "insert into public.todos (list_id, title) values (%s, 'milk')", alice_list)
-            _, ident, poke = await alice_events.wait(lambda e: e[0] == "poke" and e[2]["seq"] > start)
-            assert ident == str(poke["seq"])
+            _, ident, poke = await alice_events.wait(lambda e: e[0] == "poke" and position(e[2]) > start)
+            assert ident == poke["seq"]
             await write(admin, "update public.lists set title = 'b' where id = %s", bob_list)
-            _, _, bob_poke = await bob_events.wait(lambda e: e[0] == "poke" and e[2]["seq"] > start)
-            assert bob_poke["seq"] > poke["seq"]
-            assert [e[2]["seq"] for e in bob_events.events if e[0] == "poke" and e[2]["seq"] > start] == \
+            _, _, bob_poke = await bob_events.wait(lambda e: e[0] == "poke" and position(e[2]) > start)
+            assert position(bob_poke) > position(poke)
+            assert [e[2]["seq"] for e in bob_events.events if e[0] == "poke" and position(e[2]) > start] == \
                 [bob_poke["seq"]], "Bob was poked for Alice's todo"
             bob_events.close()
 
@@ -78,11 +79,11 @@ def test_events_poke_the_right_user_and_last_event_id_catches_up(api, admin, run
             # is announced at once.
             await write(admin, "update public.lists set title = 'c' where id = %s", bob_list)
             await write(admin, "insert into public.todos (list_id, title) values (%s, 'sync point')", alice_list)
-            _, _, point = await alice_events.wait(lambda e: e[0] == "poke" and e[2]["seq"] > bob_poke["seq"])
+            _, _, point = await alice_events.wait(lambda e: e[0] == "poke" and position(e[2]) > position(bob_poke))
             headers = {**api.headers(api.user_token(bob)), "Last-Event-ID": str(bob_poke["seq"])}
             again = Events(client, url, headers)
             _, _, caught_up = await again.wait(lambda e: e[0] == "poke")
-            assert caught_up["seq"] >= point["seq"]
+            assert position(caught_up) >= position(point)
             again.close()
             alice_events.close()
 

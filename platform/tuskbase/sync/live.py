@@ -1,41 +1,52 @@
 """The live channel's hub: one LISTEN connection per API process, fan-out of pokes to connected clients.
 
-A client holds a connection (WebSocket or SSE, see routes_live.py) and is poked with the feed's latest seq when
-data it may see changed, so it pulls at once. A poke carries no row data, only the position of the feed.
+A client holds a connection (WebSocket or SSE, see routes_live.py) and is poked when data it may see changed, so it
+pulls at once. A poke carries no row data and no counter: only the feed's position, sealed (`Positions`), to give
+back when reconnecting.
 
 Who is poked, for the changes of a batch (seq_from, seq_to] of `sync.changes`:
 
 1. a TRUNCATE, a change to a table that is tracked but not served (a policy input: it may grant access to rows
-   that did not change), a change log already pruned past the batch, or a batch whose checks (changed keys x
-   users to check) would exceed `sync_live_check_max`: every connected user (a poke is only a hint to pull; the
-   pull decides, and an empty pull is cheap);
-2. a user one of whose clients was sent one of the changed keys and was not told it is gone (the sync engine's
-   client view record, `sync.client_rows`): an update or delete of a row it holds, including one that just left
-   its view;
-3. a user who may see one of the inserted or updated keys now, under that user's own RLS: `sync.live_audience`
-   sets each user's claims in turn and runs a prepared lookup of the keys (one round trip for up to
-   `CHECK_CHUNK` users; more are split over pool connections and checked side by side).
+   that did not change), a change log already pruned past the batch, or a batch whose checks (see 3.) would
+   exceed `sync_live_check_max`: every connected user (a poke is only a hint to pull; the pull decides, and an
+   empty pull is cheap);
+2. a user one of whose clients was sent one of the updated or deleted keys and was not told it is gone (the sync
+   engine's client view record, `sync.client_rows`): an update or delete of a row it holds, including one that
+   just left its view;
+3. a user who may see one of the inserted or updated rows now, under that user's own RLS. The rows of a table
+   that are alike for its policies (same values in the columns the policies name) count as one, and answers are
+   kept until a table the policies read changes (live_visibility.py): a 15-row insert into one list costs one
+   check per connected user the first time, and none while the list's audience cannot have changed. The checks
+   themselves run in `sync.live_audience`, which sets each user's claims in turn and runs a prepared lookup
+   (one round trip for up to `CHECK_CHUNK` users, at most `CHECK_CONNECTIONS` statements at once).
 
 Users are grouped by their `user_key` (the token's `sub`, else its role), so several devices of one user cost one
 check. The hub reads changes from the log, not from NOTIFY payloads: a NOTIFY lost while the listener reconnects
-is caught up from the last seq it handled. A client that reconnects with the seq it last saw gets the same check
-for what it missed.
+is caught up from the last seq it handled. A client that reconnects with the position it last saw gets the same
+check for what it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from tuskbase import observability
+from tuskbase import observability, tokens
 from tuskbase.caller import Caller, service_transaction
 from tuskbase.config import Settings
+from tuskbase.sync import catalog
+from tuskbase.sync.live_visibility import VisibilityCache
 
 log = logging.getLogger("tuskbase.sync.live")
 
@@ -46,36 +57,49 @@ except ImportError:  # pragma: no cover - the feed ships with the sync engine
     FEED_CHANNEL = "tuskbase_sync"
 
 FEED_POSITION = "select seq, pruned_seq from sync.feed_state"
-# Per table of the batch: served or not, whether it saw a delete / truncate, how many keys changed, and the keys
-# inserted or updated (only when few enough to check one by one).
+# Per table of the batch: its sync.tables id, served or not, whether it saw a truncate, how many keys changed, how
+# many of them by an update or delete (only those can be held by a client), and the keys inserted or updated (only
+# when few enough to look at).
 BATCH_SUMMARY = """
-select t.relid::oid, t.served, bool_or(c.op = 'T'), count(distinct c.key),
+select t.id, t.relid::oid, t.served, bool_or(c.op = 'T'), count(distinct c.key),
+       count(distinct c.key) filter (where c.op in ('U', 'D')),
        case when count(distinct c.key) filter (where c.op in ('I', 'U')) <= $3
             then coalesce(jsonb_agg(distinct c.key) filter (where c.op in ('I', 'U')), '[]') end
 from sync.changes c join sync.tables t on t.id = c.tbl
 where c.seq > $1 and c.seq <= $2
-group by t.relid, t.served
+group by t.id, t.relid, t.served
 """
-# Users (among those given) with a client that holds one of the batch's changed rows: client by client, one
-# primary-key probe of sync.client_rows per changed key, stopping at the first held one (LATERAL ... LIMIT 1
-# keeps the planner from hashing the whole view record).
+# Users (among those given) with a client that holds one of the batch's updated or deleted rows (a key only
+# inserted is new: nobody holds it). One scan of sync.client_rows' primary key with arrays of client ids and keys
+# (Postgres walks the array combinations in one index search instead of one probe per client and key, measured
+# 2-3x faster than LATERAL probes for 2,000 clients x 15 keys; nothing is hashed, so the view record is never read
+# whole).
 HOLDERS = """
 with k as materialized (
-  select distinct tbl, key::text as key from sync.changes where seq > $1 and seq <= $2 and key is not null
+  select tbl, array_agg(distinct key::text) as keys from sync.changes
+  where seq > $1 and seq <= $2 and key is not null and op in ('U', 'D')
+  group by tbl
+), cl as materialized (
+  select client_id, user_key from sync.clients where user_key = any($3::text[])
 )
 select distinct cl.user_key
-from sync.clients cl,
-     lateral (select from k, lateral (select from sync.client_rows r
-                                      where r.client_id = cl.client_id and r.tbl = k.tbl and r.key = k.key
-                                        and r.version is not null limit 1) held
-              limit 1) hit
-where cl.user_key = any($3::text[])
+from k cross join lateral (
+  select r.client_id from sync.client_rows r
+  where r.client_id = any(array(select client_id from cl)) and r.tbl = k.tbl and r.key = any(k.keys)
+    and r.version is not null
+) held
+join cl using (client_id)
 """
 AUDIENCE = "select sync.live_audience($1, $2::text[], $3::oid[]::regclass[], $4::jsonb[])"
 
 
-# Users checked per statement; more are split over pool connections, evaluated side by side.
+# Users checked per statement; more are split over pool connections, evaluated side by side, on at most
+# CHECK_CONNECTIONS of them at once (the pool also serves requests; Postgres uses one core per statement).
 CHECK_CHUNK = 250
+CHECK_CONNECTIONS = 2
+# What a (client view record x changed key) probe costs against one RLS check of a user, for the bound of
+# `sync_live_check_max` (measured here: ~0.7 us a probe in HOLDERS, ~20 us a check in sync.live_audience).
+PROBES_PER_CHECK = 10
 
 
 class LimitReached(Exception):
@@ -84,6 +108,42 @@ class LimitReached(Exception):
 
 class NotReady(Exception):
     """The hub is not listening yet (the database is unreachable or not migrated)."""
+
+
+class Positions:
+    """Feed positions as clients see them: sealed, so that a poke tells when to pull and where to catch up from
+    without telling how many changes the whole database saw (the seq counts every synced write, the user's or
+    not). A position is one AES block, the seq behind a fixed tag, under a key derived from the JWT secret that
+    every API process shares: any replica opens what another sealed, a client cannot forge or shift one, and
+    two positions say nothing of the distance between them."""
+
+    TAG = b"tbpos\x00\x00\x01"
+
+    def __init__(self, secret: str) -> None:
+        key = hmac.new(secret.encode(), b"tuskbase live position", hashlib.sha256).digest()[:16]
+        # One block, never two under one call: ECB is the bare block cipher, a keyed permutation of 16 bytes.
+        self._cipher = Cipher(algorithms.AES(key), modes.ECB())
+
+    def seal(self, seq: int) -> str:
+        encryptor = self._cipher.encryptor()
+        block = encryptor.update(self.TAG + seq.to_bytes(8, "big")) + encryptor.finalize()
+        return base64.urlsafe_b64encode(block).rstrip(b"=").decode()
+
+    def open(self, position: str) -> int:
+        """The seq behind a position this server's key sealed; ValueError for anything else."""
+        try:
+            if len(position) != 22 or not position.isascii():
+                raise ValueError
+            block = base64.urlsafe_b64decode(position + "==")
+            if len(block) != 16:  # characters outside the alphabet are skipped by the decoder
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise ValueError("seq must be a position the live channel sent") from None
+        decryptor = self._cipher.decryptor()
+        plain = decryptor.update(block) + decryptor.finalize()
+        if not hmac.compare_digest(plain[:8], self.TAG):
+            raise ValueError("seq must be a position the live channel sent")
+        return int.from_bytes(plain[8:], "big")
 
 
 @dataclass(eq=False)
@@ -110,11 +170,23 @@ class Subscriber:
 class Batch:
     """What a range of the change log touched, as far as pokes are concerned."""
 
-    everyone: bool
-    tables: list[int]  # relids of served tables with inserted or updated keys to check under RLS
+    everyone: bool  # a truncate, a change to a policy input that is not served, or too many keys to look at
+    changed_tables: set[int]  # sync.tables ids of every table changed, whatever the change
+    tables: list[int]  # sync.tables ids of the served tables with inserted or updated keys to check under RLS
+    relids: list[int]  # their relids
     keys: list[str]  # per table: JSON array of key objects
-    count: int = 0  # inserted or updated keys to check under RLS, all tables together
-    changed: int = 0  # changed keys of any kind (what the client view records are probed for)
+    held: int = 0  # keys updated or deleted (what the client view records are probed for)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Changed rows of one table that are alike for its policies (live_visibility.py): one of them is checked."""
+
+    table_id: int
+    relid: int
+    digest: str
+    keys: str  # JSON array of the key objects checked
+    cached: bool  # answers may be kept
 
 
 class LiveHub:
@@ -134,9 +206,14 @@ class LiveHub:
         self._keeper: asyncio.Task[None] | None = None
         self._catchups: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._last_batch = 0.0  # loop time the last batch started
         self.started = False
         self.batches = 0
         self.pokes = 0
+        self.database_key = settings.database_url or str(settings.db_port)  # as the pull's catalog cache
+        self.visibility = VisibilityCache(settings.sync_live_visibility_cache_seconds)
+        self._checking = asyncio.Semaphore(CHECK_CONNECTIONS)
+        self.positions = Positions(tokens.jwt_secret(settings))
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -239,6 +316,8 @@ class LiveHub:
         """A new token for the same user (a refreshed session): extends the connection's life."""
         if caller.user_key != subscriber.key or caller.role != subscriber.role:
             raise PermissionError("the new token names another user")
+        if caller.claims_json != subscriber.claims_json:
+            self.visibility.forget_user(subscriber.key)  # new claims may see other rows
         subscriber.claims_json = caller.claims_json
         subscriber.expires_at = caller.expires_at
 
@@ -259,8 +338,16 @@ class LiveHub:
             self._worker = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        """Handle batches until caught up with the feed; NOTIFYs that arrive meanwhile are coalesced."""
+        """Handle batches until caught up with the feed; NOTIFYs that arrive meanwhile are coalesced, and batches
+        start at least `sync_live_batch_interval_ms` apart: under a stream of writes the hub's work per second is
+        bounded (each batch costs a few statements and a pass over the subscribers, whatever it holds)."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.sync_live_batch_interval_ms / 1000
         while self.target > self.seq and not self._closing:
+            wait = self._last_batch + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_batch = loop.time()
             seq_from, seq_to = self.seq, self.target
             subscribers = [s for group in self.users.values() for s in group if s.seq == seq_from]
             try:
@@ -305,61 +392,113 @@ class LiveHub:
     async def audience(self, seq_from: int, seq_to: int, subscribers: list[Subscriber]) -> set[Subscriber]:
         """The subscribers among `subscribers` that may see one of the changes (seq_from, seq_to]."""
         if not subscribers:
+            # Nobody to poke, so the batch is not read: what it changed is unknown, the answers kept may be stale.
+            self.visibility.clear()
             return set()
         by_user: dict[str, list[Subscriber]] = {}
         for subscriber in subscribers:
             by_user.setdefault(subscriber.key, []).append(subscriber)
+        try:
+            seeing = await self._seeing(seq_from, seq_to, by_user)
+        except BaseException:
+            self.visibility.clear()  # which changes were looked at is unknown: no answer kept may be trusted
+            raise
+        if seeing is None:
+            return set(subscribers)
+        return {s for key in seeing for s in by_user[key]}
+
+    async def _seeing(self, seq_from: int, seq_to: int, by_user: dict[str, list[Subscriber]]) -> set[str] | None:
+        """The users (keys of `by_user`) poked for the batch; None: all of them."""
         async with service_transaction(self.pool, readonly=True) as conn:
             _, pruned = await conn.fetchrow(FEED_POSITION)
             if seq_from < pruned:
-                return set(subscribers)
+                self.visibility.clear()
+                return None
             batch = await self._summary(conn, seq_from, seq_to)
-            if batch.everyone or batch.changed * len(by_user) > self.settings.sync_live_check_max:
-                return set(subscribers)
-            holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(by_user))}
+            known = await catalog.cached(conn, self.database_key)
+            # Before anything is looked up: answers that depended on a table of this batch are gone.
+            self.visibility.changed(known, batch.changed_tables)
+            generations = {t: self.visibility.generation(t) for t in batch.tables}
+            if batch.everyone or \
+                    batch.held * len(by_user) > self.settings.sync_live_check_max * PROBES_PER_CHECK:
+                return None
+            holders: set[str] = set()
+            if batch.held:
+                holders = {row[0] for row in await conn.fetch(HOLDERS, seq_from, seq_to, list(by_user))}
+            groups = await self._groups(conn, known, batch)
         seeing = set(holders)
         by_role: dict[str, list[str]] = {}
         for key in by_user.keys() - holders:
             role = by_user[key][0].role
             if role == "service_role":
                 seeing.add(key)  # sees every row
-            elif batch.tables:
+            else:
                 by_role.setdefault(role, []).append(key)
-        if sum(len(keys) for keys in by_role.values()) * batch.count > self.settings.sync_live_check_max:
-            return set(subscribers)  # a mass change: checking every pair would cost more than the pulls it saves
-        # Each user is one statement under RLS; many users are split over connections (Postgres does the work).
-        chunks = [(role, keys[i:i + CHECK_CHUNK]) for role, keys in by_role.items()
+        # What the cache answers; what it does not is asked of Postgres, one check per (group, user).
+        asks: list[tuple[Group, str, list[str]]] = []
+        for group in groups:
+            for role, keys in by_role.items():
+                candidates = [k for k in keys if k not in seeing]
+                if group.cached:
+                    known_seeing, unknown = self.visibility.lookup(group.table_id, group.digest, candidates)
+                    seeing |= known_seeing
+                else:
+                    unknown = candidates
+                if unknown:
+                    asks.append((group, role, unknown))
+        if sum(len(keys) for _, _, keys in asks) > self.settings.sync_live_check_max:
+            return None  # a mass change: checking every pair would cost more than the pulls it saves
+        chunks = [(group, role, keys[i:i + CHECK_CHUNK]) for group, role, keys in asks
                   for i in range(0, len(keys), CHECK_CHUNK)]
-        results = await asyncio.gather(*(self._check(role, keys, by_user, batch) for role, keys in chunks))
-        for found in results:
+        results = await asyncio.gather(*(self._check(group, role, keys, by_user) for group, role, keys in chunks))
+        for (group, _role, keys), found in zip(chunks, results, strict=True):
             seeing.update(found)
-        return {s for key in seeing for s in by_user[key]}
+            if group.cached:
+                self.visibility.store(group.table_id, generations[group.table_id], group.digest, keys, set(found))
+        return seeing
 
-    async def _check(self, role: str, keys: list[str], by_user: dict[str, list[Subscriber]], batch: Batch) -> list[str]:
+    async def _groups(self, conn: asyncpg.Connection, known: catalog.Catalog, batch: Batch) -> list[Group]:
+        """The rows to check, one per projection group of each table (live_visibility.py)."""
+        groups: list[Group] = []
+        for table_id, relid, keys in zip(batch.tables, batch.relids, batch.keys, strict=True):
+            table = known.tables.get(table_id)
+            if table is None or table.relid != relid:  # enabled after the catalog was read: check every key
+                groups.append(Group(table_id, relid, "", keys, cached=False))
+                continue
+            cached = table_id in self.visibility.cacheable
+            for digest, key in await conn.fetch(self.visibility.representatives(table), keys):
+                groups.append(Group(table_id, relid, digest, f"[{key}]", cached=cached))
+        return groups
+
+    async def _check(self, group: Group, role: str, keys: list[str], by_user: dict[str, list[Subscriber]]
+                     ) -> list[str]:
         claims = [by_user[key][0].claims_json for key in keys]
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            positions = await conn.fetchval(AUDIENCE, role, claims, batch.tables, batch.keys)
+        async with self._checking, self.pool.acquire() as conn, conn.transaction(readonly=True):
+            positions = await conn.fetchval(AUDIENCE, role, claims, [group.relid], [group.keys])
         return [keys[i - 1] for i in positions or ()]
 
     async def _summary(self, conn: asyncpg.Connection, seq_from: int, seq_to: int) -> Batch:
+        changed: set[int] = set()
+        everyone = False
         tables: list[int] = []
+        relids: list[int] = []
         keys: list[str] = []
-        count = changed_total = 0
-        for relid, served, truncated, changed, upserted in await conn.fetch(
+        held = 0
+        for table_id, relid, served, truncated, _changed, updated, upserted in await conn.fetch(
                 BATCH_SUMMARY, seq_from, seq_to, self.settings.sync_live_check_max):
-            if truncated or not served:
-                return Batch(True, [], [])
-            changed_total += changed
-            if upserted is None:
-                return Batch(True, [], [])
-            if upserted != "[]":
-                tables.append(relid)
+            changed.add(table_id)
+            held += updated
+            if truncated or not served or upserted is None:
+                everyone = True
+            elif upserted != "[]":
+                tables.append(table_id)
+                relids.append(relid)
                 keys.append(upserted)
-                count += changed
-        return Batch(False, tables, keys, count, changed_total)
+        return Batch(everyone, changed, tables, relids, keys, held)
 
 
-async def start_position(pool: asyncpg.Pool, caller: Caller, params: Any) -> int | None:
+async def start_position(pool: asyncpg.Pool, positions: Positions, caller: Caller, params: Any
+                         ) -> int | None:
     """The feed position a reconnecting client last saw, from whichever it holds: `seq` (the last poke's),
     `cursor` with `client_id` (its last /sync/v1/pull cursor) or `last_pulled_at` (its WatermelonDB timestamp).
     None: start from the current position. Raises ValueError on a bad value. A position is not secret: what
@@ -370,9 +509,7 @@ async def start_position(pool: asyncpg.Pool, caller: Caller, params: Any) -> int
 
     raw_seq = params.get("seq")
     if raw_seq is not None:
-        if not (raw_seq.isascii() and raw_seq.isdigit() and len(raw_seq) < 19):
-            raise ValueError("seq must be a non-negative whole number")
-        return int(raw_seq)
+        return positions.open(raw_seq)
     try:
         if params.get("cursor"):
             return Cursor.decode(params.get("cursor"), params.get("client_id") or "").seq

@@ -1,5 +1,5 @@
 """The live channel, `/sync/v1/live`: a WebSocket (or, for a GET, Server-Sent Events: see `live_events`) that
-pokes a client with the feed's seq when it should pull.
+pokes a client with an opaque feed position when it should pull.
 
 Authentication: the user's access token in `Authorization: Bearer` or, for clients that cannot set headers on a
 WebSocket (browsers), the `access_token` query parameter; the project key in `apikey` (header or parameter).
@@ -7,8 +7,10 @@ Catching up: the position the client last saw, as `seq` (the last poke's), `curs
 /sync/v1/pull cursor) or `last_pulled_at` (its WatermelonDB timestamp); what it missed since is checked at once
 and answered with a poke if it may see any of it. None of them: the client starts from the current position.
 
-Server -> client (JSON text frames): `{"type": "ready", "seq": N}` once, then `{"type": "poke", "seq": N}`
-whenever data the user may see changed (several changes may make one poke), `{"type": "pong"}`, and
+Server -> client (JSON text frames): `{"type": "ready", "seq": P}` once, then `{"type": "poke", "seq": P}`
+whenever data the user may see changed (several changes may make one poke; a user is poked only for changes it
+may see or held, see live.py), where P is an opaque position (a string: the feed's seq sealed, so that a poke does
+not tell how many changes the whole database saw) to give back as `seq` when reconnecting, `{"type": "pong"}`, and
 `{"type": "error", "code": ..., "message": ...}` before the server closes (codes below).
 Client -> server: `{"type": "ping"}`, `{"type": "token", "token": "<new access token>"}` (same user; extends the
 connection past the old token's expiry).
@@ -81,7 +83,7 @@ async def live_socket(socket: WebSocket) -> None:
         await _refuse(socket, CLOSE_TOKEN, "invalid_token", str(error))
         return
     try:
-        seq = await start_position(state.pool, caller, socket.query_params)
+        seq = await start_position(state.pool, hub.positions, caller, socket.query_params)
     except ValueError as error:
         await _refuse(socket, CLOSE_BAD_REQUEST, "bad_request", str(error))
         return
@@ -103,7 +105,7 @@ async def live_socket(socket: WebSocket) -> None:
             await socket.send_text(json.dumps(message))
 
     try:
-        await send({"type": "ready", "seq": subscriber.poked})
+        await send({"type": "ready", "seq": hub.positions.seal(subscriber.poked)})
         reader = asyncio.create_task(_read(socket, hub, subscriber, send))
         writer = asyncio.create_task(_write(socket, hub, subscriber, send))
         _done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -130,7 +132,7 @@ async def _write(socket: WebSocket, hub: LiveHub, subscriber: Subscriber, send: 
         if hub.closing:
             await _refuse(socket, CLOSE_GOING_AWAY, "shutting_down", "the server is stopping; reconnect")
             return
-        await send({"type": "poke", "seq": subscriber.poked})
+        await send({"type": "poke", "seq": hub.positions.seal(subscriber.poked)})
 
 
 async def _read(socket: WebSocket, hub: LiveHub, subscriber: Subscriber, send: Any) -> None:
@@ -174,7 +176,7 @@ def _identity_of(connection: WebSocket | Request) -> tuple[str | None, str | Non
 @get("/live", include_in_schema=False)
 async def live_events(request: Request) -> Response[bytes] | Stream:
     """The same channel as Server-Sent Events, for clients without WebSockets (`EventSource`): events `ready`,
-    `poke` (each with `id: <seq>`, so a browser reconnecting sends `Last-Event-ID` and catches up) and `error`;
+    `poke` (each with `id: <position>`, so a browser reconnecting sends `Last-Event-ID` and catches up) and `error`;
     a comment every 15 s keeps proxies from closing an idle stream. Refusals are JSON errors (401, 400, 429,
     503) before the stream starts, answered by the sync router."""
     state = request.app.state
@@ -188,7 +190,7 @@ async def live_events(request: Request) -> Response[bytes] | Stream:
     if last_event and not any(params.get(k) for k in ("seq", "cursor", "last_pulled_at")):
         params["seq"] = last_event
     try:
-        seq = await start_position(state.pool, caller, params)
+        seq = await start_position(state.pool, hub.positions, caller, params)
     except ValueError as error:
         raise SyncError(BAD_REQUEST, str(error)) from None
     try:
@@ -201,14 +203,15 @@ async def live_events(request: Request) -> Response[bytes] | Stream:
                   headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
-def _event(kind: str, body: dict[str, Any], seq: int | None = None) -> bytes:
-    head = f"id: {seq}\n" if seq is not None else ""
+def _event(kind: str, body: dict[str, Any], position: str | None = None) -> bytes:
+    head = f"id: {position}\n" if position is not None else ""
     return f"{head}event: {kind}\ndata: {json.dumps(body)}\n\n".encode()
 
 
 async def _events(hub: LiveHub, subscriber: Subscriber) -> Any:
     try:
-        yield _event("ready", {"type": "ready", "seq": subscriber.poked}, subscriber.poked)
+        ready = hub.positions.seal(subscriber.poked)
+        yield _event("ready", {"type": "ready", "seq": ready}, ready)
         while True:
             remaining = subscriber.expires_at - time.time()
             if remaining <= 0:
@@ -225,7 +228,8 @@ async def _events(hub: LiveHub, subscriber: Subscriber) -> Any:
                 yield _event("error", {"type": "error", "code": "shutting_down",
                                        "message": "the server is stopping; reconnect"})
                 return
-            yield _event("poke", {"type": "poke", "seq": subscriber.poked}, subscriber.poked)
+            position = hub.positions.seal(subscriber.poked)
+            yield _event("poke", {"type": "poke", "seq": position}, position)
     finally:
         hub.unsubscribe(subscriber)
 
