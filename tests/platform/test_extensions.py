@@ -8,8 +8,11 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+import re
+import shutil
 import uuid
 
+import bcrypt
 import psycopg
 import pytest
 
@@ -138,7 +141,51 @@ def test_the_embedded_server_lists_both_and_says_what_is_missing(conn):
                                   "where name in ('pgcrypto', 'uuid-ossp')"))
     assert set(available) == {"pgcrypto", "uuid-ossp"}
     assert "Tuskbase" in available["pgcrypto"]
-    assert value(conn, "select to_regproc('crypt') is null and to_regproc('gen_salt') is null")  # not provided
+
+
+needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                    reason="crypt()/gen_salt() are built with the machine's C compiler")
+
+
+@needs_compiler
+def test_crypt_with_a_bcrypt_salt_gives_what_bcrypt_gives_and_auth_verifies(conn):
+    salt = value(conn, "select gen_salt('bf')")
+    assert salt.startswith("$2a$06$") and len(salt) == 29  # pgcrypto's default cost
+    hashed = value(conn, "select crypt('correct horse', %s)", salt)
+    assert bcrypt.checkpw(b"correct horse", hashed.encode())  # the library auth verifies passwords with
+    assert not bcrypt.checkpw(b"wrong horse", hashed.encode())
+    assert value(conn, "select crypt('correct horse', %s) = %s", hashed, hashed)  # the usual check in SQL
+    fixed = bcrypt.gensalt(rounds=4, prefix=b"2a")
+    assert value(conn, "select crypt('pw', %s)", fixed.decode()) == bcrypt.hashpw(b"pw", fixed).decode()
+    assert value(conn, "select gen_salt('bf', 4)").startswith("$2a$04$")
+
+
+@needs_compiler
+def test_crypt_with_the_other_salts_and_bad_input_as_pgcrypto_answers(conn):
+    for kind, prefix in (("md5", "$1$"), ("xdes", "_"), ("sha256crypt", "$5$"), ("sha512crypt", "$6$")):
+        salt = value(conn, "select gen_salt(%s)", kind)
+        assert salt.startswith(prefix), kind
+        hashed = value(conn, "select crypt('pw', %s)", salt)
+        assert value(conn, "select crypt('pw', %s) = %s and crypt('other', %s) <> %s", hashed, hashed, hashed,
+                     hashed), kind
+    for query, message in (("select gen_salt('rot13')", "Unknown salt algorithm"),
+                           ("select gen_salt('bf', 3)", "Incorrect number of rounds"),
+                           ("select gen_salt('bf', 32)", "Incorrect number of rounds"),
+                           ("select crypt('pw', '$9$nonsense')", "crypt(3) returned NULL")):
+        with pytest.raises(psycopg.Error, match=re.escape(message)):
+            conn.execute(query)
+    assert value(conn, "select crypt(null, gen_salt('bf')) is null")  # strict, as pgcrypto's
+
+
+def test_without_a_compiler_pgcrypto_has_no_crypt(tmp_path, monkeypatch):
+    monkeypatch.setattr(extensions.shutil, "which", lambda _name: None)
+    (tmp_path / "share" / "extension").mkdir(parents=True)
+    (tmp_path / "lib").mkdir()
+    lines: list[str] = []
+    extensions.install(tmp_path / "share" / "extension", log=lines.append)
+    script = (tmp_path / "share" / "extension" / "pgcrypto--1.3.sql").read_text()
+    assert "FUNCTION crypt" not in script and "gen_random_bytes" in script
+    assert any("without crypt()/gen_salt()" in line for line in lines)
 
 
 def test_install_keeps_a_real_extension_and_fills_a_missing_one(tmp_path):

@@ -1,7 +1,7 @@
 -- Tuskbase: pgcrypto's hashing and random functions in SQL, for Postgres builds without pgcrypto.
 -- Same names, signatures and results as pgcrypto's; md5 and SHA-2 use the server's built-in functions, SHA-1
--- (which Postgres does not expose) is computed here. crypt() and gen_salt() are not provided: bcrypt needs
--- the Blowfish tables and is too slow in PL/pgSQL to be worth a password hash.
+-- (which Postgres does not expose) is computed here. crypt() and gen_salt() are not here (bcrypt is too slow in
+-- PL/pgSQL): they are appended from tuskbase_crypt.c, over the system's libxcrypt, where it could be built.
 \echo Use "CREATE EXTENSION pgcrypto" to load this file. \quit
 
 create function @extschema@.tuskbase_sha1(data bytea) returns bytea
