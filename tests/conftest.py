@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import itertools
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -181,3 +185,36 @@ def api(settings: Settings) -> Iterator[Api]:
     """The real API over HTTP on a loopback port, serving the test's own database."""
     with serve_api(settings) as served:
         yield served
+
+
+@contextlib.contextmanager
+def serve_process(database: str, data_dir: Path, output: Any = subprocess.DEVNULL,
+                  **settings: str) -> Iterator[str]:
+    """`tuskbase serve` as its own process (granian, as deployed) on a free port, serving the todo app with the
+    test secret and the given TUSKBASE_* settings (`log_format="json"`); yields its base URL once /ready answers
+    200, and stops it with SIGTERM afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUSKBASE_", "PROMETHEUS_"))}
+    env.update({"TUSKBASE_DATABASE_URL": database, "TUSKBASE_PORT": str(port), "TUSKBASE_JWT_SECRET": TEST_JWT_SECRET,
+                "TUSKBASE_APP_DIR": str(TODO_APP), "TUSKBASE_DATA_DIR": str(data_dir)})
+    env.update({f"TUSKBASE_{name.upper()}": value for name, value in settings.items()})
+    server = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "serve"], env=env, stdout=output,
+                              stderr=output)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "tuskbase serve did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import TEST_JWT_SECRET, TODO_APP, free_port
+from tests.conftest import TEST_JWT_SECRET, serve_process
 from tuskbase.config import Settings
 from tuskbase.tokens import Signer
 
@@ -28,33 +24,11 @@ ANSWER_WITHIN = 1.0  # seconds a new client may wait for REST during a flood
 
 @contextlib.contextmanager
 def served(database: str, data: Path, **settings: str) -> Iterator[tuple[int, str]]:
-    """`tuskbase serve` on a free port with the given TUSKBASE_* settings; yields (port, service key)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUSKBASE_", "PROMETHEUS_"))}
-    env.update({"TUSKBASE_DATABASE_URL": database, "TUSKBASE_PORT": str(port), "TUSKBASE_JWT_SECRET": TEST_JWT_SECRET,
-                "TUSKBASE_APP_DIR": str(TODO_APP), "TUSKBASE_DATA_DIR": str(data), "TUSKBASE_ACCESS_LOG": "false"})
-    env.update({f"TUSKBASE_{name.upper()}": value for name, value in settings.items()})
-    server = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "tuskbase serve did not start"
-            time.sleep(0.2)
+    """`tuskbase serve` with the given TUSKBASE_* settings and no access log; yields (port, service key)."""
+    with serve_process(database, data, access_log="false", **settings) as base:
         # The service key: its REST reads run a query and answer 200 (anon may not read todos).
         key = Signer.from_settings(Settings(jwt_secret=TEST_JWT_SECRET, data_dir=data)).api_key("service_role")
-        yield port, key
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        yield int(base.rsplit(":", 1)[1]), key
 
 
 async def probe_rest(port: int, key: str, seconds: float) -> list[float]:

@@ -14,7 +14,7 @@ import uuid
 
 import httpx
 
-from tests.conftest import TEST_JWT_SECRET, TODO_APP, free_port
+from tests.conftest import serve_process
 from tests.platform.test_workers import heartbeat_message, wait_for_heartbeat
 from tuskbase.observability import JsonFormatter, loggable_target
 
@@ -59,30 +59,9 @@ def test_secret_query_parameters_are_masked():
 
 
 def test_access_log_is_json_under_log_format_json(database, tmp_path):
-    port = free_port()
     log_file = tmp_path / "api.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUSKBASE_", "PROMETHEUS_"))}
-    env.update({"TUSKBASE_DATABASE_URL": database, "TUSKBASE_PORT": str(port), "TUSKBASE_JWT_SECRET": TEST_JWT_SECRET,
-                "TUSKBASE_APP_DIR": str(TODO_APP), "TUSKBASE_DATA_DIR": str(tmp_path / "data"),
-                "TUSKBASE_LOG_FORMAT": "json"})
-    with open(log_file, "wb") as sink:
-        server = subprocess.Popen([sys.executable, "-m", "tuskbase.cli", "serve"], env=env, stdout=sink,
-                                  stderr=sink)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "tuskbase serve did not start"
-            time.sleep(0.2)
+    with open(log_file, "wb") as sink, serve_process(database, tmp_path / "data", sink, log_format="json") as base:
         answer = httpx.get(f"{base}/rest/v1/todos?limit=1", headers={"apikey": "secret-looking-key"})
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(20)
     lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
     access = [line for line in lines if line["logger"] == "tuskbase.access" and line["path"].startswith("/rest/")]
     assert len(access) == 1
