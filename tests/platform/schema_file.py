@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from tuskbase import embedded, migrate
+from tuskbase.devtools.schema_tools import pg_dump_program
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "sql" / "schema.sql"
@@ -29,8 +30,9 @@ _UNSTABLE = re.compile(r"^(-- Dumped (from database|by pg_dump) version .*|\\(un
 
 def dump(url: str) -> str:
     """The schema of the database at `url`, normalised so that two dumps of the same schema are equal."""
-    pg_dump = embedded.bin_dir() / "pg_dump"
-    out = subprocess.run([str(pg_dump), "--schema-only", url], check=True, capture_output=True, text=True).stdout
+    # Owners and privileges stay in (unlike `db diff`): grants are part of what RLS rests on.
+    out = subprocess.run([pg_dump_program(), "--schema-only", url], check=True, capture_output=True,
+                         text=True).stdout
     lines = [line for line in out.splitlines() if not _UNSTABLE.match(line)]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
     return HEADER + text
