@@ -65,7 +65,8 @@ async def metrics(request: Request, state: State) -> Response[bytes]:
         return Response(b'{"code": "TUSK401", "message": "metrics need Authorization: Bearer <METRICS_TOKEN>"}',
                         status_code=401, media_type=MediaType.JSON, headers={"www-authenticate": "Bearer"})
     rest = state.get("rest")
-    observability.sample_pools({"api": state.get("pool"), "rest": rest.pool if rest is not None else None})
+    observability.sample_pools({"api": state.get("pool"), "rest": rest.pool if rest is not None else None,
+                                "sync": state.get("sync_pool")})
     return Response(observability.render_metrics(), media_type=observability.METRICS_CONTENT_TYPE)
 
 

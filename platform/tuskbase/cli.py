@@ -105,7 +105,11 @@ def check_api_port_free(settings: Settings) -> None:
     the first, and take the first one's answer to its readiness probe for its own. This probe binds without
     SO_REUSEPORT, which any listener on the port makes fail (SO_REUSEADDR only lets a port in TIME_WAIT be reused).
     """
-    family, kind, proto, _name, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0]
+    try:
+        found = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise CommandError(f"TUSKBASE_HOST {settings.host!r} cannot be resolved: {error.strerror}") from None
+    family, kind, proto, _name, address = found[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -264,10 +268,11 @@ DEV_DEFAULTS = {"TUSKBASE_AUTH_EMAIL_AUTOCONFIRM": "true"}
 
 
 def dev_settings(settings: Settings, environ: Mapping[str, str] = os.environ) -> Settings:
-    """The settings `dev` itself uses (its banner), with DEV_DEFAULTS for the variables not set."""
-    if "TUSKBASE_AUTH_EMAIL_AUTOCONFIRM" not in environ:
-        return settings.replace(auth_email_autoconfirm=True)
-    return settings
+    """The settings `dev` itself uses (its banner), with DEV_DEFAULTS for the variables not set: read as its
+    children read them (`child_environment`), so the banner cannot disagree with them."""
+    if DEV_DEFAULTS.keys() <= environ.keys():
+        return settings
+    return load({**DEV_DEFAULTS, **environ})
 
 
 def child_environment(settings: Settings) -> dict[str, str]:

@@ -83,20 +83,14 @@ LIVE_USERS = Gauge("tuskbase_sync_live_users", "Users holding at least one live-
 
 
 def sample_pools(pools: dict[str, Any]) -> None:
-    """Set the pool gauges from each pool's `(max size, open, idle)`."""
+    """Set the pool gauges of each pool (asyncpg's, or REST's FastPool, which has the same three getters)."""
     for name, pool in pools.items():
         if pool is None:
             continue
-        size, opened, idle = pool_figures(pool)
+        size, opened, idle = pool.get_max_size(), pool.get_size(), pool.get_idle_size()
         POOL_SIZE.labels(name).set(size)
         POOL_CONNECTIONS.labels(name, "idle").set(idle)
         POOL_CONNECTIONS.labels(name, "in_use").set(max(0, opened - idle))
-
-
-def pool_figures(pool: Any) -> tuple[int, int, int]:
-    if hasattr(pool, "get_max_size"):  # asyncpg.Pool
-        return pool.get_max_size(), pool.get_size(), pool.get_idle_size()
-    return pool.max_size, pool.size, pool.idle_size  # rest.pool.FastPool
 
 
 access_log = logging.getLogger("tuskbase.access")
@@ -177,6 +171,8 @@ class RequestObserver:
                 self._log(scope, status, seconds, request_id)
 
     def _log(self, scope: dict[str, Any], status: int, seconds: float, request_id: bytes) -> None:
+        if not access_log.isEnabledFor(logging.INFO):  # a logger raised above INFO costs the request nothing
+            return
         user = None
         if self.subject_of is not None:
             try:

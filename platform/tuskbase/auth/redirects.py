@@ -14,7 +14,7 @@ from tuskbase.config import Settings
 def site_url(settings: Settings) -> str:
     """The default target of mail links and OAuth sign-ins: no site URL configured, a page of the API's own that
     says what happened (the API root would answer 404)."""
-    return settings.auth_site_url or settings.api_url + LANDING_PATH
+    return settings.auth_site_url or settings.api_url.rstrip("/") + LANDING_PATH
 
 
 @lru_cache(maxsize=64)

@@ -36,6 +36,10 @@ def database(settings: Settings) -> Iterator[str]:
         server.start(log=say)  # its lines go to stderr too: `gen types` output stays clean
         _create_database(server.url, db.DATABASE_NAME)
     try:
+        from tuskbase.cli import check_database  # one line, not a traceback, for a database it cannot reach
+
+        with contextlib.redirect_stdout(sys.stderr):  # its warning must not land in `gen types > file`
+            check_database(settings)
         yield db.admin_url(settings)
     finally:
         if server is not None:
@@ -60,7 +64,10 @@ def cmd_gen(settings: Settings, args: argparse.Namespace) -> int:
             raise SchemaToolError(str(error)) from None
     text = typegen.GENERATORS[args.language](described)
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as error:
+            raise SchemaToolError(f"cannot write {args.output}: {error.strerror}") from None
         say(f"wrote {args.language} types of {', '.join(schemas)} to {args.output}")
     else:
         sys.stdout.write(text)

@@ -43,17 +43,15 @@ class FastPool:
         self._closed = False
         self._identified: set[int] = set()  # id() of the connections whose session carries a caller's identity
 
-    @property
-    def max_size(self) -> int:
+    # The figures asyncpg's pool gives, under its names: /metrics reads both kinds of pool the same way.
+    def get_max_size(self) -> int:
         return self._size
 
-    @property
-    def size(self) -> int:
+    def get_size(self) -> int:
         """Connections open, in use or idle."""
         return self._count
 
-    @property
-    def idle_size(self) -> int:
+    def get_idle_size(self) -> int:
         return len(self._idle)
 
     def acquire(self) -> _Acquired:

@@ -35,7 +35,7 @@ from pglast import ast
 from pglast.enums import BoolExprType, SubLinkType
 from pglast.stream import RawStream
 
-from tuskbase.schema import quote_ident
+from tuskbase.schema import quote_ident, quote_literal
 from tuskbase.sync.catalog import Table
 
 # The select policies of a table that apply to a role (its own, or PUBLIC's, or a role it is a member of).
@@ -110,7 +110,7 @@ def _scan_sql(table: Table, conjuncts: list[str]) -> str:
     """pass A's `scan_range` with the policy's conjuncts: the table is named as itself (not `t`), so that the
     expression's references resolve as they do in the policy."""
     alias = quote_ident(table.name)
-    key = "jsonb_build_object(" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}', {alias}.{quote_ident(c)}"
+    key = "jsonb_build_object(" + ", ".join(f"{quote_literal(c)}, {alias}.{quote_ident(c)}"
                                             for c in table.pk) + ")::text"
     where = " and ".join(f"({c})" for c in conjuncts)
     return (f"select {key}, {alias}.xmin::text::bigint, row_to_json({alias}.*)::text, {alias}.ctid "
