@@ -49,6 +49,15 @@ def test_embedded_count_works_with_aggregates_off(world, alice, bob):
         {"title": "Bob secrets", "n": [{"count": 1}]}]
 
 
+def test_a_bare_count_outside_an_embed_is_a_column_while_aggregates_are_off(world, alice):
+    """Only `rel(count)` is the legacy count: `select=count` or `done,count` would count (and group) the whole
+    table with the setting off."""
+    for table, select in (("todos", "count"), ("todos", "done,count"), ("lists", "title,todos(done,count)")):
+        with pytest.raises(APIError) as caught:
+            alice.table(table).select(select).execute()
+        assert caught.value.code == "42703", select
+
+
 def test_count_and_sum_of_all_visible_rows(alice_agg, aggregating):
     assert alice_agg.table("todos").select("count()").execute().data == [{"count": 6}]
     assert alice_agg.table("todos").select("position.sum(),position.max(),position.min()").execute().data == [

@@ -108,7 +108,7 @@ class Planner:
         for item in items:
             if item.kind == "star":
                 node.outputs.extend(Output(c.name, c, Field(c.name), None) for c in table.columns.values())
-            elif item.kind == "aggregate" or _legacy_count(item, table):
+            elif item.kind == "aggregate" or (path and len(items) == 1 and _legacy_count(item, table)):
                 node.outputs.append(self.aggregate(node, item))
             elif item.kind == "column":
                 assert item.field is not None
@@ -281,6 +281,9 @@ class Planner:
 
 
 def _legacy_count(item: SelectItem, table: Table) -> bool:
+    """`rel(count)`: an embed whose only item is `count` (and no such column) counts its rows, allowed with
+    aggregates off as PostgREST allows it. Anywhere else `count` is a column name: with aggregates off, no
+    whole-table count or automatic grouping comes in through it."""
     return (item.kind == "column" and item.field is not None and item.field.name == "count"
             and not item.field.json_path and "count" not in table.columns)
 
