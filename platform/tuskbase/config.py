@@ -247,8 +247,8 @@ class Settings:
     sync_retry_after: int = _doc("Retry-After seconds of the sync 429/503 answers SYNC150, SYNC151 and SYNC152.",
                                  default=1)
     sync_per_user_max: int = _doc(
-        "Sync requests one user (token `sub`; callers without one share their role's) may run at once per API "
-        "process; more are answered 429 SYNC150.", default=4)
+        "Sync requests one user (token `sub`) may run at once per API process; more are answered 429 SYNC150. "
+        "The anon and service keys, which name no user, are bounded by the process's slots only.", default=4)
     sync_queue_ms: int = _doc(
         "How long a sync request waits for one of the process's SYNC_POOL_MAX slots, in ms, before 503 SYNC151.",
         default=2000)

@@ -76,6 +76,22 @@ def test_a_user_over_the_per_user_limit_is_answered_429_with_retry_after(tight, 
     assert pull(tight, alice, "alice-2").status_code == 200
 
 
+def test_anonymous_callers_do_not_share_one_users_slots(tight, admin):
+    """The anon key names no user: one anonymous client holding a request must not turn the others away."""
+    def anonymous_pull(client_id: str) -> httpx.Response:
+        return httpx.post(f"{tight.url}/sync/v1/pull", json={"client_id": client_id, "cursor": None},
+                          headers=tight.headers(tight.anon_key), timeout=30)
+
+    hold_client_lock(admin, "anon-1")
+    first, answers = in_background(anonymous_pull, "anon-1")
+    wait_for(admin, 1)
+    other = anonymous_pull("anon-2")
+    assert other.status_code == 200, other.text
+    admin.execute("select pg_advisory_unlock_all()")
+    first.join(10)
+    assert answers[0].status_code == 200
+
+
 def test_no_free_process_slot_within_the_queue_time_is_503_with_retry_after(tight, admin):
     holders = []
     for client in ("u1-1", "u2-1"):

@@ -43,7 +43,7 @@ async def json_object(request: Request) -> dict[str, Any]:
 def limited(request: Request, caller: Caller, work: Any) -> Any:
     """`work()` under the sync load limits, cancelled if the client disconnects (see limits.py)."""
     limits: SyncLimits = request.app.state.sync_limits
-    return limits.run(caller.user_key, request.receive, work)
+    return limits.run(caller.user_id, request.receive, work)
 
 
 def error_answer(settings: Any, error: Exception) -> tuple[int, bytes, list[tuple[str, str]]] | None:

@@ -56,8 +56,18 @@ class SyncLimits:
                    queue_seconds=settings.sync_queue_ms / 1000, retry_after=settings.sync_retry_after)
 
     @asynccontextmanager
-    async def admitted(self, user: str) -> AsyncIterator[None]:
-        """Hold one of the user's slots and one of the process's for the block, or raise SYNC150 / SYNC151."""
+    async def admitted(self, user: str | None) -> AsyncIterator[None]:
+        """Hold one of the user's slots and one of the process's for the block, or raise SYNC150 / SYNC151.
+
+        A caller without a user (the anon and service keys) has only the process's slots: counted per role,
+        one anonymous client holding its slots would turn every other anonymous client away."""
+        if user is None:
+            await self._take_slot()
+            try:
+                yield
+            finally:
+                self.free.release()
+            return
         count = self.by_user.get(user, 0)
         if count >= self.per_user:
             raise SyncError(USER_BUSY, f"this user already runs {self.per_user} sync requests; retry shortly",
@@ -87,7 +97,7 @@ class SyncLimits:
             raise SyncError(BUSY, "every sync connection of this server is busy; retry shortly",
                             retry_after=self.retry_after) from None
 
-    async def run(self, user: str, receive: Any, work: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, user: str | None, receive: Any, work: Callable[[], Awaitable[T]]) -> T:
         """`work()` admitted under the limits, cancelled if the client disconnects (then `ClientGone`)."""
         task = asyncio.ensure_future(self._admitted_work(user, work))
         watcher = asyncio.ensure_future(_disconnected(receive))
@@ -103,7 +113,7 @@ class SyncLimits:
             if not task.done():  # the request itself was cancelled (server shutting down)
                 task.cancel()
 
-    async def _admitted_work(self, user: str, work: Callable[[], Awaitable[T]]) -> T:
+    async def _admitted_work(self, user: str | None, work: Callable[[], Awaitable[T]]) -> T:
         async with self.admitted(user):
             try:
                 return await work()

@@ -39,7 +39,7 @@ PULL_PATH = PREFIX + "/pull"
 async def _pull(state: Any, caller: Caller, body: dict[str, Any], receive: Any) -> bytes:
     """The answer of a pull, from the route or the fast path: under the load limits, cancelled if the client
     disconnects (limits.py)."""
-    result = await state.sync_limits.run(caller.user_key, receive, lambda: pull_module.pull(
+    result = await state.sync_limits.run(caller.user_id, receive, lambda: pull_module.pull(
         state.sync_pool, caller, client_id=body.get("client_id"), cursor=body.get("cursor"),
         limit=body.get("limit"), tables=body.get("tables"), settings=state.settings,
         quick=getattr(state, "sync_quick", None),
