@@ -20,6 +20,7 @@ import json
 import logging
 from typing import Any
 
+from tuskbase.auth import errors as auth_errors
 from tuskbase.config import Settings
 
 log = logging.getLogger("tuskbase.serving")
@@ -57,9 +58,9 @@ def timeout_body(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, 
     if path.startswith("/rest/"):
         body: dict[str, Any] = {"code": GENERIC_CODE, "details": None, "hint": None, "message": MESSAGE}
     elif path.startswith("/auth/"):
-        new_format = any(k == b"x-supabase-api-version" and v >= b"2024-01-01" and len(v) == 10 for k, v in headers)
-        body = ({"code": "request_timeout", "message": MESSAGE} if new_format
-                else {"code": REQUEST_TIMEOUT, "error_code": "request_timeout", "msg": MESSAGE})
+        version = next((v.decode("latin-1") for k, v in headers if k == auth_errors.API_VERSION_HEADER.encode()), "")
+        new_format = auth_errors.wants_new_format(version)
+        body = auth_errors.error_body(REQUEST_TIMEOUT, "request_timeout", MESSAGE, new_format)
     elif path.startswith("/sync/"):
         body = {"code": SYNC_CODE, "message": MESSAGE}
     else:

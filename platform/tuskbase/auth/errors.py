@@ -83,16 +83,21 @@ def weak_password(reasons: list[str], message: str) -> AuthError:
     return AuthError(422, WEAK_PASSWORD, message, extra={"weak_password": {"reasons": reasons}})
 
 
-def _wants_new_format(request: Request) -> bool:
-    version = request.headers.get(API_VERSION_HEADER, "")
+def wants_new_format(version: str) -> bool:
+    """Whether the client's `x-supabase-api-version` asks for GoTrue's newer error body."""
     return len(version) == 10 and version >= API_VERSION
 
 
+def error_body(status: int, code: str, message: str, new_format: bool) -> dict[str, Any]:
+    """GoTrue's error body, in the newer or the older shape."""
+    if new_format:
+        return {"code": code, "message": message}
+    return {"code": status, "error_code": code, "msg": message}
+
+
 def to_response(request: Request, error: AuthError) -> Response[bytes]:
-    if _wants_new_format(request):
-        body: dict[str, Any] = {"code": error.code, "message": error.message}
-    else:
-        body = {"code": error.status, "error_code": error.code, "msg": error.message}
+    body = error_body(error.status, error.code, error.message,
+                      wants_new_format(request.headers.get(API_VERSION_HEADER, "")))
     body.update(error.extra)
     headers = {"x-sb-error-code": error.code, API_VERSION_HEADER: API_VERSION, **CORS_HEADERS, **error.headers}
     return Response(msgspec.json.encode(body), status_code=error.status, media_type="application/json",
